@@ -1,0 +1,112 @@
+"""The gatekeeper service: FastStream wiring only.
+
+Two subscribers on the inbound stream share one consumer group: the main one
+reads new entries in batches; the claimer takes over entries another consumer
+left pending (it crashed, or the batch failed) and dead-letters an entry once it
+has been delivered `max_deliveries` times, so nothing is retried forever.
+Run with: faststream run --factory rehabgate.services.gatekeeper.app:create_app
+"""
+
+from __future__ import annotations
+
+import logging
+
+import structlog
+from faststream import FastStream
+from faststream.redis import RedisBroker, StreamSub
+from faststream.redis.annotations import RedisBatchStreamMessage
+from redis.asyncio import Redis
+
+from rehabgate.schemas.streams import GATEKEEPER_GROUP, INBOUND
+from rehabgate.services.common.consuming import delivery_counts, ensure_group
+from rehabgate.services.common.logging import configure_logging
+from rehabgate.services.common.settings import Settings
+
+from .process import Entry, process_batch
+from .protocol_files import load_protocols
+from .store import DeadLetter, RedisClientStore
+
+
+def create_app(settings: Settings | None = None) -> FastStream:
+    settings = settings or Settings()
+    configure_logging(settings.log_json, settings.log_level)
+    log = structlog.get_logger("rehabgate.gatekeeper")
+    if not settings.redis_url:
+        raise SystemExit("gatekeeper: set REDIS_URL (or use `rehabgate up`)")
+    protocols = load_protocols(settings.protocol_dirs)
+    broker = RedisBroker(settings.redis_url, logger=log, log_level=logging.DEBUG)
+    redis = Redis.from_url(settings.redis_url)
+    store = RedisClientStore(redis, settings.partitions)
+
+    async def apply(entries: list[Entry], reclaimed: bool) -> None:
+        with structlog.contextvars.bound_contextvars(stream=INBOUND, reclaimed=reclaimed):
+            report = await process_batch(entries, store, protocols)
+            for letter in report.dead_letters:
+                log.warning(
+                    "dead_lettered", entry_id=letter.entry_id, reason=letter.reason.split(":")[0]
+                )
+            log.info(
+                "batch_applied",
+                entries=len(entries),
+                decisions=dict(report.decisions),
+                dead_lettered=len(report.dead_letters),
+            )
+
+    @broker.subscriber(
+        stream=StreamSub(
+            INBOUND, group=GATEKEEPER_GROUP, consumer=settings.consumer,
+            batch=True, max_records=settings.batch_size,
+        )
+    )  # fmt: skip
+    async def on_inbound(msg: RedisBatchStreamMessage) -> None:
+        """Clinic events (client.enrolled, session.logged, checkin.logged,
+        clinician.action, client.contact.updated, client.discharged), JSON in the
+        entry field `event`. Each is applied once, recognised as a duplicate, or
+        dead-lettered with a reason; decisions go to progression.evaluated."""
+        await apply(_entries(msg), reclaimed=False)
+
+    @broker.subscriber(
+        stream=StreamSub(
+            INBOUND, group=GATEKEEPER_GROUP, consumer=f"{settings.consumer}-claimer",
+            batch=True, min_idle_time=settings.claim_idle_ms,
+        )
+    )  # fmt: skip
+    async def on_inbound_reclaimed(msg: RedisBatchStreamMessage) -> None:
+        """Entries left pending by a crashed consumer or a failed batch, re-applied
+        idempotently; dead-lettered after `max_deliveries` attempts."""
+        entries = _entries(msg)
+        counts = await delivery_counts(
+            redis, INBOUND, GATEKEEPER_GROUP, [e.entry_id.encode() for e in entries]
+        )
+        exhausted = [e for e in entries if counts[e.entry_id.encode()] > settings.max_deliveries]
+        if exhausted:
+            await store.dead_letter(
+                DeadLetter(
+                    e.entry_id,
+                    f"gave up after {settings.max_deliveries} deliveries",
+                    e.fields.get(b"event", b""),
+                )
+                for e in exhausted
+            )
+        await apply([e for e in entries if e not in exhausted], reclaimed=True)
+
+    app = FastStream(broker, logger=log)
+
+    @app.on_startup
+    async def create_groups() -> None:
+        await ensure_group(redis, INBOUND, GATEKEEPER_GROUP)
+        log.info("gatekeeper_starting", consumer=settings.consumer, protocols=sorted(protocols))
+
+    @app.after_shutdown
+    async def close_store() -> None:
+        await redis.aclose()
+
+    return app
+
+
+def _entries(msg: RedisBatchStreamMessage) -> list[Entry]:
+    raw = msg.raw_message
+    return [
+        Entry(entry_id.decode(), fields)
+        for entry_id, fields in zip(raw["message_ids"], raw["data"], strict=True)
+    ]

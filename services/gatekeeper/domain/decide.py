@@ -1,0 +1,363 @@
+"""The stage machine: (protocol, client state, new event) -> (new state, decision).
+
+Pure and deterministic: time comes only from the event's `occurred_at`, the
+decision id is derived from the causing event's id, and nothing here reads a
+clock, a file or Redis. Replaying a history therefore re-creates the very same
+decisions, which is what makes them auditable and re-explainable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from uuid import UUID, uuid5
+
+from rehabgate.schemas.inbound import (
+    CheckinLogged,
+    ClientDischarged,
+    ClientEnrolled,
+    ClinicianAction,
+    SessionLogged,
+)
+from rehabgate.schemas.outbound import CriterionResult, Outcome, ProgressionEvaluated
+
+from .errors import Rejected
+from .history import ApprovalRecord, CheckinRecord, ClientState, SessionRecord
+from .protocol import Protocol, Stage
+
+#: Namespace of decision ids: uuid5(namespace, causing event id).
+DECISION_NAMESPACE = UUID("6c1f4a52-4a4e-4f0e-9a55-3b8f1f1c2b7e")
+
+ProgressEvent = SessionLogged | CheckinLogged | ClinicianAction | ClientDischarged
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The client's next state and, when something was decided, the decision event."""
+
+    state: ClientState
+    evaluation: ProgressionEvaluated | None
+
+
+def enroll(protocol: Protocol, existing: ClientState | None, event: ClientEnrolled) -> Decision:
+    """Place a new client at their start stage; the decision carries its prescription."""
+    if existing is not None:
+        raise Rejected(f"client already enrolled (on {existing.protocol})")
+    if event.protocol != protocol.ref:
+        raise Rejected(f"protocol {event.protocol} does not match {protocol.ref}")
+    stage_id = event.start_stage or protocol.stages[0].id
+    try:
+        protocol.stage_index(stage_id)
+    except KeyError:
+        raise Rejected(f"protocol {protocol.ref} has no stage {stage_id!r}") from None
+    entered = datetime.combine(event.start_date, time.min, tzinfo=UTC)
+    state = ClientState(
+        client_id=event.client_id,
+        clinic_id=event.clinic_id,
+        protocol=protocol.ref,
+        stage_id=stage_id,
+        stage_entered_at=min(entered, event.occurred_at),
+    )
+    stage = protocol.stages[protocol.stage_index(stage_id)]
+    return Decision(
+        state,
+        _evaluated(
+            protocol,
+            event,
+            state,
+            "unlocked",
+            None,
+            (),
+            f"enrolled on {protocol.ref}, starting at {stage.name}",
+        ),
+    )
+
+
+def decide(protocol: Protocol, state: ClientState, event: ProgressEvent) -> Decision:
+    """Record the event in the client's history and decide what it means."""
+    if event.clinic_id != state.clinic_id:
+        raise Rejected("client belongs to another clinic")
+    if state.status in ("completed", "discharged"):
+        raise Rejected(f"client is {state.status}; no further progression events apply")
+    if isinstance(event, ClientDischarged):
+        return Decision(state.model_copy(update={"status": "discharged"}), None)
+    if isinstance(event, ClinicianAction):
+        return _clinician(protocol, state, event)
+    if isinstance(event, SessionLogged):
+        state = state.with_session(
+            SessionRecord(
+                session_id=event.session_id,
+                event_id=str(event.event_id),
+                occurred_at=event.occurred_at,
+                stage_id=state.stage_id,
+                pain_during=event.pain_during,
+                pain_after=event.pain_after,
+                completed=event.completed,
+                deload=event.deload,
+                metrics=dict(event.metrics),
+            )
+        )
+        trigger_kind = "session"
+    else:
+        state = state.with_checkin(
+            CheckinRecord(
+                event_id=str(event.event_id),
+                occurred_at=event.occurred_at,
+                morning_pain=event.morning_pain,
+                morning_stiffness=event.morning_stiffness,
+                swelling=event.swelling,
+            )
+        )
+        trigger_kind = "checkin"
+    return _by_rules(protocol, state, event, trigger_kind)
+
+
+def _by_rules(
+    protocol: Protocol, state: ClientState, event: SessionLogged | CheckinLogged, kind: str
+) -> Decision:
+    stage = _stage(protocol, state)
+    safety = [
+        r.when.evaluate(state, "safety") for r in protocol.safety if r.when.applies_to == kind
+    ]
+    step_back = [
+        (rule, rule.when.evaluate(state, "step_back"))
+        for rule in stage.step_back
+        if rule.when.applies_to == kind
+    ]
+    exits = _exit_results(stage, state, event.occurred_at)
+    results = (*safety, *(r for _, r in step_back), *exits)
+
+    if any(r.status == "failed" for r in safety):
+        flagged = state.model_copy(update={"status": "flagged"})
+        return Decision(
+            flagged,
+            _evaluated(
+                protocol,
+                event,
+                flagged,
+                "flagged",
+                state.stage_id,
+                results,
+                "safety rule triggered: " + _texts(safety, "failed"),
+            ),
+        )
+    if state.status in ("flagged", "on_hold"):
+        why = "flagged to the physio" if state.status == "flagged" else "on hold by the physio"
+        return Decision(
+            state,
+            _evaluated(
+                protocol,
+                event,
+                state,
+                "held",
+                state.stage_id,
+                results,
+                f"progression paused: {why}; waiting for a clinician",
+            ),
+        )
+    triggered = [(rule, r) for rule, r in step_back if r.status == "failed"]
+    regress = next((rule for rule, _ in triggered if rule.action == "regress"), None)
+    if regress is not None:
+        target = regress.to_stage or protocol.stages[protocol.stage_index(state.stage_id) - 1].id
+        moved = _enter(state, target, event.occurred_at)
+        return Decision(
+            moved,
+            _evaluated(
+                protocol,
+                event,
+                moved,
+                "regressed",
+                state.stage_id,
+                results,
+                "step-back rule triggered: " + _texts([r for _, r in triggered], "failed"),
+            ),
+        )
+    if triggered:
+        return Decision(
+            state,
+            _evaluated(
+                protocol,
+                event,
+                state,
+                "held",
+                state.stage_id,
+                results,
+                "step-back rule triggered: " + _texts([r for _, r in triggered], "failed"),
+            ),
+        )
+    return _gate(protocol, state, event, results, exits)
+
+
+def _gate(
+    protocol: Protocol,
+    state: ClientState,
+    event: SessionLogged | CheckinLogged | ClinicianAction,
+    results: tuple[CriterionResult, ...],
+    exits: tuple[CriterionResult, ...],
+    clinician: ClinicianAction | None = None,
+) -> Decision:
+    """Unlock the next stage (or complete) when every exit criterion passed; else hold."""
+    if all(r.status == "passed" for r in exits):
+        return _advance(protocol, state, event, results, "all exit criteria met", clinician)
+    waiting = [r for r in exits if r.status == "unknown"]
+    failing = [r for r in exits if r.status == "failed"]
+    parts = []
+    if failing:
+        parts.append("still needed: " + "; ".join(r.client_text for r in failing))
+    if waiting:
+        parts.append("not known yet: " + "; ".join(r.client_text for r in waiting))
+    return Decision(
+        state,
+        _evaluated(
+            protocol, event, state, "held", state.stage_id, results, " | ".join(parts), clinician
+        ),
+    )
+
+
+def _advance(
+    protocol: Protocol,
+    state: ClientState,
+    event: SessionLogged | CheckinLogged | ClinicianAction,
+    results: tuple[CriterionResult, ...],
+    why: str,
+    clinician: ClinicianAction | None,
+) -> Decision:
+    index = protocol.stage_index(state.stage_id)
+    if index + 1 == len(protocol.stages):
+        done = state.model_copy(update={"status": "completed"})
+        return Decision(
+            done,
+            _evaluated(
+                protocol,
+                event,
+                done,
+                "completed",
+                state.stage_id,
+                results,
+                f"{why}: protocol completed",
+                clinician,
+            ),
+        )
+    moved = _enter(state, protocol.stages[index + 1].id, event.occurred_at)
+    return Decision(
+        moved,
+        _evaluated(
+            protocol,
+            event,
+            moved,
+            "unlocked",
+            state.stage_id,
+            results,
+            f"{why}: unlocked {protocol.stages[index + 1].name}",
+            clinician,
+        ),
+    )
+
+
+def _clinician(protocol: Protocol, state: ClientState, action: ClinicianAction) -> Decision:
+    """A physio's approve / hold / regress / override. The rules' verdict is still computed
+    and kept in the decision, so the audit shows the action beside what rules would say."""
+    stage = _stage(protocol, state)
+    exits = _exit_results(stage, state, action.occurred_at)
+    if action.action == "approve":
+        approved = state.model_copy(
+            update={
+                "status": "active",
+                "approvals": (
+                    *state.approvals,
+                    ApprovalRecord(
+                        stage_id=state.stage_id,
+                        occurred_at=action.occurred_at,
+                        clinician_id=action.clinician_id,
+                    ),
+                ),
+            }
+        )
+        exits = _exit_results(stage, approved, action.occurred_at)
+        return _gate(protocol, approved, action, exits, exits, action)
+    if action.action == "hold":
+        held = state.model_copy(update={"status": "on_hold"})
+        return Decision(
+            held,
+            _evaluated(
+                protocol, action, held, "held", state.stage_id, exits, "held by clinician", action
+            ),
+        )
+    if action.action == "advance_override":
+        active = state.model_copy(update={"status": "active"})
+        return _advance(protocol, active, action, exits, "advanced by clinician override", action)
+    index = protocol.stage_index(state.stage_id)
+    target = action.target_stage or (protocol.stages[index - 1].id if index > 0 else None)
+    if target is None:
+        raise Rejected("cannot regress from the first stage without a target_stage")
+    try:
+        protocol.stage_index(target)
+    except KeyError:
+        raise Rejected(f"protocol {protocol.ref} has no stage {target!r}") from None
+    moved = _enter(state, target, action.occurred_at).model_copy(update={"status": "active"})
+    return Decision(
+        moved,
+        _evaluated(
+            protocol,
+            action,
+            moved,
+            "regressed",
+            state.stage_id,
+            exits,
+            "regressed by clinician",
+            action,
+        ),
+    )
+
+
+def _stage(protocol: Protocol, state: ClientState) -> Stage:
+    return protocol.stages[protocol.stage_index(state.stage_id)]
+
+
+def _exit_results(stage: Stage, state: ClientState, now: datetime) -> tuple[CriterionResult, ...]:
+    return tuple(c.evaluate(state, now) for c in stage.exit_criteria)
+
+
+def _enter(state: ClientState, stage_id: str, at: datetime) -> ClientState:
+    return state.model_copy(update={"stage_id": stage_id, "stage_entered_at": at})
+
+
+def _texts(results: list[CriterionResult], status: str) -> str:
+    return "; ".join(r.explanation for r in results if r.status == status)
+
+
+def _evaluated(
+    protocol: Protocol,
+    cause: ClientEnrolled | ProgressEvent,
+    after: ClientState,
+    outcome: Outcome,
+    from_stage: str | None,
+    criteria: tuple[CriterionResult, ...] | list[CriterionResult],
+    summary: str,
+    clinician: ClinicianAction | None = None,
+) -> ProgressionEvaluated:
+    index = protocol.stage_index(after.stage_id)
+    stage = protocol.stages[index]
+    return ProgressionEvaluated(
+        event_id=uuid5(DECISION_NAMESPACE, str(cause.event_id)),
+        decision_id=uuid5(DECISION_NAMESPACE, str(cause.event_id)),
+        occurred_at=cause.occurred_at,
+        clinic_id=cause.clinic_id,
+        client_id=cause.client_id,
+        correlation_id=cause.correlation_id or str(cause.event_id),
+        outcome=outcome,
+        protocol=protocol.ref,
+        from_stage=from_stage,
+        to_stage=after.stage_id,
+        to_stage_name=stage.name,
+        to_stage_number=index + 1,
+        stage_count=len(protocol.stages),
+        prescription=stage.prescription,
+        summary=summary,
+        criteria=tuple(criteria),
+        cause_event_id=cause.event_id,
+        cause_event_type=cause.event_type,
+        decided_by="clinician" if clinician else "rules",
+        clinician_id=clinician.clinician_id if clinician else None,
+        clinician_reason=clinician.reason if clinician else None,
+    )

@@ -1,0 +1,210 @@
+"""Use case: apply one batch of inbound stream entries.
+
+Every entry ends as exactly one of: applied, recognised duplicate, or
+dead-lettered with a reason (malformed JSON, schema violation, unknown client
+or protocol, or a domain refusal). Transient failures (Redis down) raise, so
+the whole batch stays pending and is redelivered; the steps are idempotent on
+`event_id`, so entries applied before the failure are recognised as duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import Literal
+
+from pydantic import ValidationError
+
+from rehabgate.schemas.inbound import (
+    ClientContactUpdated,
+    ClientEnrolled,
+    InboundEvent,
+    parse_inbound,
+)
+from rehabgate.schemas.streams import EVENT_FIELD
+
+from .domain import Decision, Protocol, Rejected, decide, enroll
+from .store import Commit, DeadLetter, RedisClientStore, Snapshot, chain
+
+Fate = Literal["applied", "duplicate", "dead_lettered"]
+MAX_CONFLICT_ROUNDS = 8
+SERVICE_VERSION = version("rehabgate")
+
+
+class ConflictsPersist(Exception):
+    """Other writers kept changing the same clients; retry the batch later."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A raw stream entry: its id and fields exactly as read."""
+
+    entry_id: str
+    fields: Mapping[bytes, bytes]
+
+
+@dataclass(frozen=True)
+class Report:
+    fates: dict[str, Fate]
+    decisions: Counter[str]
+    dead_letters: list[DeadLetter]
+
+
+def parse_entry(entry: Entry) -> InboundEvent | DeadLetter:
+    """Decode one entry, or say exactly why it cannot be used."""
+    raw = entry.fields.get(EVENT_FIELD.encode())
+    if raw is None:
+        names = sorted(k.decode(errors="replace") for k in entry.fields)
+        return DeadLetter(
+            entry.entry_id,
+            f"missing field {EVENT_FIELD!r} (entry has {names})",
+            json.dumps(
+                {
+                    k.decode(errors="replace"): v.decode(errors="replace")
+                    for k, v in entry.fields.items()
+                }
+            ).encode(),
+        )
+    try:
+        json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return DeadLetter(entry.entry_id, f"malformed JSON: {exc}", raw)
+    try:
+        return parse_inbound(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(event)'}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        )
+        return DeadLetter(entry.entry_id, f"schema violation: {problems}", raw)
+
+
+async def process_batch(
+    entries: Sequence[Entry], store: RedisClientStore, protocols: Mapping[str, Protocol]
+) -> Report:
+    fates: dict[str, Fate] = {}
+    decisions: Counter[str] = Counter()
+    letters: list[DeadLetter] = []
+    pending: list[tuple[Entry, InboundEvent]] = []
+    for entry in entries:
+        parsed = parse_entry(entry)
+        if isinstance(parsed, DeadLetter):
+            letters.append(parsed)
+        else:
+            pending.append((entry, parsed))
+
+    for _ in range(MAX_CONFLICT_ROUNDS):
+        if not pending:
+            break
+        pending = await _round(pending, store, protocols, fates, decisions, letters)
+    else:
+        raise ConflictsPersist(f"{len(pending)} events still conflicting")
+
+    if letters:
+        await store.dead_letter(letters)
+        for letter in letters:
+            fates[letter.entry_id] = "dead_lettered"
+    return Report(fates, decisions, letters)
+
+
+async def _round(
+    pending: list[tuple[Entry, InboundEvent]],
+    store: RedisClientStore,
+    protocols: Mapping[str, Protocol],
+    fates: dict[str, Fate],
+    decisions: Counter[str],
+    letters: list[DeadLetter],
+) -> list[tuple[Entry, InboundEvent]]:
+    """Decide every pending event against freshly read state; return those whose
+    client was changed by another writer meanwhile (to be decided again)."""
+    wanted: dict[str, list[str]] = defaultdict(list)
+    for _, event in pending:
+        wanted[event.client_id].append(str(event.event_id))
+    snapshots = await store.load(wanted)
+
+    commits: list[tuple[Entry, InboundEvent, Commit, str | None]] = []
+    for entry, event in pending:
+        snap = snapshots[event.client_id]
+        if str(event.event_id) in snap.processed:
+            fates[entry.entry_id] = "duplicate"
+            continue
+        if isinstance(event, ClientContactUpdated):
+            contact = event.model_dump_json(
+                include={"channel", "address", "locale", "quiet_hours"}
+            )
+            result = await store.store_contact(event.client_id, str(event.event_id), contact)
+            fates[entry.entry_id] = "duplicate" if result == "duplicate" else "applied"
+            snap.processed.add(str(event.event_id))
+            continue
+        try:
+            decision = _decide(snap, event, protocols)
+        except Rejected as refusal:
+            letters.append(DeadLetter(entry.entry_id, refusal.reason, entry.fields[b"event"]))
+            continue
+        commit = _commit_for(snap, event, decision)
+        commits.append((entry, event, commit, decision.evaluation and decision.evaluation.outcome))
+        # Later events of this client in the same batch build on this one.
+        snap.state = decision.state
+        snap.version += 1
+        snap.audit_head = commit.audit_hash
+        snap.processed.add(str(event.event_id))
+
+    results = await store.commit([c for _, _, c, _ in commits])
+    retry: list[tuple[Entry, InboundEvent]] = []
+    conflicted: set[str] = set()
+    for (entry, event, _, outcome), result in zip(commits, results, strict=True):
+        if result == "conflict" or event.client_id in conflicted:
+            # Once one step of a client conflicts, its later steps in this batch were
+            # built on a state that does not exist: decide them all again.
+            conflicted.add(event.client_id)
+            retry.append((entry, event))
+        elif result == "duplicate":
+            fates[entry.entry_id] = "duplicate"
+        else:
+            fates[entry.entry_id] = "applied"
+            if outcome:
+                decisions[outcome] += 1
+    return retry
+
+
+def _decide(snap: Snapshot, event: InboundEvent, protocols: Mapping[str, Protocol]) -> Decision:
+    if isinstance(event, ClientEnrolled):
+        protocol = protocols.get(event.protocol)
+        if protocol is None:
+            raise Rejected(f"unknown protocol {event.protocol}")
+        return enroll(protocol, snap.state, event)
+    if isinstance(event, ClientContactUpdated):  # pragma: no cover - handled by the caller
+        raise AssertionError("contact updates carry no health data and are not decided")
+    if snap.state is None:
+        raise Rejected("unknown client: no client.enrolled event for this client id")
+    protocol = protocols.get(snap.state.protocol)
+    if protocol is None:
+        raise Rejected(f"client's protocol {snap.state.protocol} is not loaded")
+    return decide(protocol, snap.state, event)
+
+
+def _commit_for(snap: Snapshot, event: InboundEvent, decision: Decision) -> Commit:
+    evaluation = decision.evaluation
+    entry_json, entry_hash = chain(
+        snap.audit_head,
+        {
+            "seq": snap.version + 1,
+            "event": event.model_dump(mode="json"),
+            "decision": evaluation.model_dump(mode="json") if evaluation else None,
+            "stage_after": decision.state.stage_id,
+            "status_after": decision.state.status,
+            "service_version": SERVICE_VERSION,
+        },
+    )
+    return Commit(
+        keys=snap.keys,
+        event_id=str(event.event_id),
+        expected_version=snap.version,
+        state=decision.state,
+        audit_entry=entry_json,
+        audit_hash=entry_hash,
+        decision=evaluation.model_dump_json() if evaluation else None,
+    )

@@ -1,0 +1,141 @@
+"""Redis adapter of the gatekeeper: batch state reads and atomic commit steps.
+
+A batch costs two pipelined round trips: one to read every client's state and
+processed markers, one to run every event's commit script. Each script call is
+atomic on its own, so per-event atomicity holds while the batch stays fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+
+from rehabgate.schemas.streams import INBOUND, INBOUND_DEAD_LETTER
+from rehabgate.services.common.keys import ClientKeys
+
+from .domain.history import ClientState
+
+CommitResult = Literal["applied", "duplicate", "conflict"]
+GENESIS = "0" * 64
+
+
+@dataclass
+class Snapshot:
+    """A client as read at the start of a batch."""
+
+    keys: ClientKeys
+    state: ClientState | None
+    version: int
+    audit_head: str
+    processed: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One event's writes, applied all together or not at all."""
+
+    keys: ClientKeys
+    event_id: str
+    expected_version: int
+    state: ClientState
+    audit_entry: str
+    audit_hash: str
+    decision: str | None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    entry_id: str
+    reason: str
+    raw: bytes
+
+
+def chain(previous_hash: str, entry: dict[str, Any]) -> tuple[str, str]:
+    """Serialise an audit entry linked to its predecessor; returns (json, hash)."""
+    body = json.dumps({**entry, "prev_hash": previous_hash}, sort_keys=True, separators=(",", ":"))
+    return body, hashlib.sha256((previous_hash + body).encode()).hexdigest()
+
+
+class RedisClientStore:
+    def __init__(self, redis: Redis, partitions: int) -> None:
+        self.redis = redis
+        self.partitions = partitions
+        here = Path(__file__).parent
+        self._commit = redis.register_script((here / "commit_step.lua").read_text())
+        self._contact = redis.register_script((here / "contact_step.lua").read_text())
+
+    def keys(self, client_id: str) -> ClientKeys:
+        return ClientKeys.of(client_id, self.partitions)
+
+    async def load(self, wanted: dict[str, Sequence[str]]) -> dict[str, Snapshot]:
+        """State, version, chain head and which of `event_ids` were already applied,
+        for each client id in `wanted` (client id -> event ids), in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for client_id, event_ids in wanted.items():
+            keys = self.keys(client_id)
+            pipe.hmget(keys.state, ["state", "version", "audit_head"])
+            pipe.smismember(keys.processed, list(event_ids))
+        replies = await pipe.execute()
+        snapshots = {}
+        for index, (client_id, event_ids) in enumerate(wanted.items()):
+            raw_state, version, head = replies[2 * index]
+            flags = replies[2 * index + 1]
+            snapshots[client_id] = Snapshot(
+                keys=self.keys(client_id),
+                state=ClientState.model_validate_json(raw_state) if raw_state else None,
+                version=int(version or 0),
+                audit_head=head.decode() if head else GENESIS,
+                processed={e for e, seen in zip(event_ids, flags, strict=True) if seen},
+            )
+        return snapshots
+
+    async def commit(self, commits: Sequence[Commit]) -> list[CommitResult]:
+        if not commits:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for c in commits:
+            await self._commit(
+                keys=[c.keys.state, c.keys.processed, c.keys.audit, c.keys.evaluated],
+                args=[
+                    c.event_id,
+                    c.expected_version,
+                    c.state.model_dump_json(),
+                    c.audit_entry,
+                    c.audit_hash,
+                    c.decision or "",
+                ],
+                client=pipe,
+            )
+        return [r.decode() for r in await pipe.execute()]
+
+    async def store_contact(self, client_id: str, event_id: str, contact_json: str) -> str:
+        keys = self.keys(client_id)
+        result: bytes = await self._contact(
+            keys=[keys.processed, keys.contact], args=[event_id, contact_json]
+        )
+        return result.decode()
+
+    async def dead_letter(self, letters: Iterable[DeadLetter], stream: str = INBOUND) -> None:
+        """Move refused entries to the dead-letter stream with reason and raw payload.
+        The caller acks them with the rest of the batch."""
+        pipe = self.redis.pipeline(transaction=False)
+        at = datetime.now(UTC).isoformat()
+        for letter in letters:
+            pipe.xadd(
+                INBOUND_DEAD_LETTER,
+                {
+                    "reason": letter.reason,
+                    "raw": letter.raw,
+                    "source_stream": stream,
+                    "source_id": letter.entry_id,
+                    "dead_lettered_at": at,
+                },
+            )
+        await pipe.execute()

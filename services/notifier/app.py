@@ -1,0 +1,81 @@
+"""The notifier service: FastStream wiring only.
+
+Per partition, a main subscriber reads decisions in batches and a claimer
+recovers batches another notifier left pending. Delivery is idempotent on the
+decision id, so a re-run never sends a second message.
+Run with: faststream run --factory rehabgate.services.notifier.app:create_app
+"""
+
+from __future__ import annotations
+
+import logging
+
+import structlog
+from faststream import FastStream
+from faststream.redis import RedisBroker, StreamSub
+from faststream.redis.annotations import RedisBatchStreamMessage
+from redis.asyncio import Redis
+
+from rehabgate.schemas.streams import NOTIFIER_GROUP, evaluated_stream
+from rehabgate.services.common.consuming import ensure_group
+from rehabgate.services.common.logging import configure_logging
+from rehabgate.services.common.settings import Settings
+
+from .process import process_decisions
+from .stream_channel import StreamChannel
+
+
+def create_app(settings: Settings | None = None) -> FastStream:
+    settings = settings or Settings()
+    configure_logging(settings.log_json, settings.log_level)
+    log = structlog.get_logger("rehabgate.notifier")
+    if not settings.redis_url:
+        raise SystemExit("notifier: set REDIS_URL (or use `rehabgate up`)")
+    broker = RedisBroker(settings.redis_url, logger=log, log_level=logging.DEBUG)
+    redis = Redis.from_url(settings.redis_url)
+
+    for partition in range(settings.partitions):
+        _subscribe(broker, redis, settings, partition, log)
+
+    app = FastStream(broker, logger=log)
+
+    @app.on_startup
+    async def create_groups() -> None:
+        for partition in range(settings.partitions):
+            await ensure_group(redis, evaluated_stream(partition), NOTIFIER_GROUP)
+        log.info("notifier_starting", consumer=settings.consumer)
+
+    @app.after_shutdown
+    async def close_redis() -> None:
+        await redis.aclose()
+
+    return app
+
+
+def _subscribe(
+    broker: RedisBroker,
+    redis: Redis,
+    settings: Settings,
+    partition: int,
+    log: structlog.typing.FilteringBoundLogger,
+) -> None:
+    stream = evaluated_stream(partition)
+    channel = StreamChannel(redis, partition)
+
+    async def on_decisions(msg: RedisBatchStreamMessage) -> None:
+        """progression.evaluated decisions: unlocked / regressed / flagged / completed
+        become one plain-language message each on the client-messages stream, with a
+        message.delivered receipt; held decisions need no message."""
+        raw = msg.raw_message
+        entries = [(i.decode(), f) for i, f in zip(raw["message_ids"], raw["data"], strict=True)]
+        fates = await process_decisions(entries, channel, redis)
+        log.info("decisions_handled", stream=stream, **fates)
+
+    handler = broker.subscriber(
+        stream=StreamSub(stream, group=NOTIFIER_GROUP, consumer=settings.consumer,
+                         batch=True, max_records=settings.batch_size),
+    )(on_decisions)  # fmt: skip
+    broker.subscriber(
+        stream=StreamSub(stream, group=NOTIFIER_GROUP, consumer=f"{settings.consumer}-claimer",
+                         batch=True, min_idle_time=settings.claim_idle_ms),
+    )(handler)  # fmt: skip
