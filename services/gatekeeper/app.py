@@ -22,7 +22,7 @@ from rehabgate.services.common.consuming import delivery_counts, ensure_group
 from rehabgate.services.common.logging import configure_logging
 from rehabgate.services.common.settings import Settings
 
-from .process import Entry, process_batch
+from .process import Entry, Report, process_batch
 from .protocol_files import load_protocols
 from .store import DeadLetter, RedisClientStore
 
@@ -39,18 +39,10 @@ def create_app(settings: Settings | None = None) -> FastStream:
     store = RedisClientStore(redis, settings.partitions)
 
     async def apply(entries: list[Entry], reclaimed: bool) -> None:
-        with structlog.contextvars.bound_contextvars(stream=INBOUND, reclaimed=reclaimed):
-            report = await process_batch(entries, store, protocols)
-            for letter in report.dead_letters:
-                log.warning(
-                    "dead_lettered", entry_id=letter.entry_id, reason=letter.reason.split(":")[0]
-                )
-            log.info(
-                "batch_applied",
-                entries=len(entries),
-                decisions=dict(report.decisions),
-                dead_lettered=len(report.dead_letters),
-            )
+        report = await process_batch(entries, store, protocols)
+        reasons = {letter.entry_id: letter.reason for letter in report.dead_letters}
+        for entry in entries:
+            _log_fate(log, entry.entry_id, report, reasons.get(entry.entry_id), reclaimed)
 
     @broker.subscriber(
         stream=StreamSub(
@@ -102,6 +94,36 @@ def create_app(settings: Settings | None = None) -> FastStream:
         await redis.aclose()
 
     return app
+
+
+def _log_fate(
+    log: structlog.typing.FilteringBoundLogger,
+    entry_id: str,
+    report: Report,
+    reason: str | None,
+    reclaimed: bool,
+) -> None:
+    """One line per entry: ids and outcome only. A dead-letter reason is cut at its
+    first colon ("schema violation", "malformed JSON"): the details stay in Redis."""
+    event = report.events.get(entry_id)
+    ids = {}
+    if event is not None:
+        ids = {
+            "event_id": str(event.event_id),
+            "correlation_id": event.correlation_id or str(event.event_id),
+            "event_type": event.event_type,
+            "client_id": event.client_id,
+            "clinic_id": event.clinic_id,
+        }
+    fate = report.fates.get(entry_id, "dead_lettered")
+    log.info(
+        "event_" + fate,
+        entry_id=entry_id,
+        outcome=report.outcomes.get(entry_id),
+        reason=reason.split(":")[0] if reason else None,
+        reclaimed=reclaimed,
+        **ids,
+    )
 
 
 def _entries(msg: RedisBatchStreamMessage) -> list[Entry]:

@@ -48,9 +48,16 @@ class Entry:
 
 @dataclass(frozen=True)
 class Report:
+    """What became of each entry of a batch, keyed by stream entry id."""
+
     fates: dict[str, Fate]
-    decisions: Counter[str]
+    events: dict[str, InboundEvent]
+    outcomes: dict[str, str]
     dead_letters: list[DeadLetter]
+
+    @property
+    def decisions(self) -> Counter[str]:
+        return Counter(self.outcomes.values())
 
 
 def parse_entry(entry: Entry) -> InboundEvent | DeadLetter:
@@ -86,7 +93,7 @@ async def process_batch(
     entries: Sequence[Entry], store: RedisClientStore, protocols: Mapping[str, Protocol]
 ) -> Report:
     fates: dict[str, Fate] = {}
-    decisions: Counter[str] = Counter()
+    outcomes: dict[str, str] = {}
     letters: list[DeadLetter] = []
     pending: list[tuple[Entry, InboundEvent]] = []
     for entry in entries:
@@ -95,11 +102,12 @@ async def process_batch(
             letters.append(parsed)
         else:
             pending.append((entry, parsed))
+    events = {entry.entry_id: event for entry, event in pending}
 
     for _ in range(MAX_CONFLICT_ROUNDS):
         if not pending:
             break
-        pending = await _round(pending, store, protocols, fates, decisions, letters)
+        pending = await _round(pending, store, protocols, fates, outcomes, letters)
     else:
         raise ConflictsPersist(f"{len(pending)} events still conflicting")
 
@@ -107,7 +115,7 @@ async def process_batch(
         await store.dead_letter(letters)
         for letter in letters:
             fates[letter.entry_id] = "dead_lettered"
-    return Report(fates, decisions, letters)
+    return Report(fates, events, outcomes, letters)
 
 
 async def _round(
@@ -115,7 +123,7 @@ async def _round(
     store: RedisClientStore,
     protocols: Mapping[str, Protocol],
     fates: dict[str, Fate],
-    decisions: Counter[str],
+    outcomes: dict[str, str],
     letters: list[DeadLetter],
 ) -> list[tuple[Entry, InboundEvent]]:
     """Decide every pending event against freshly read state; return those whose
@@ -145,7 +153,8 @@ async def _round(
             letters.append(DeadLetter(entry.entry_id, refusal.reason, entry.fields[b"event"]))
             continue
         commit = _commit_for(snap, event, decision)
-        commits.append((entry, event, commit, decision.evaluation and decision.evaluation.outcome))
+        outcome = decision.evaluation.outcome if decision.evaluation else None
+        commits.append((entry, event, commit, outcome))
         # Later events of this client in the same batch build on this one.
         snap.state = decision.state
         snap.version += 1
@@ -155,7 +164,7 @@ async def _round(
     results = await store.commit([c for _, _, c, _ in commits])
     retry: list[tuple[Entry, InboundEvent]] = []
     conflicted: set[str] = set()
-    for (entry, event, _, outcome), result in zip(commits, results, strict=True):
+    for (entry, event, _, decided), result in zip(commits, results, strict=True):
         if result == "conflict" or event.client_id in conflicted:
             # Once one step of a client conflicts, its later steps in this batch were
             # built on a state that does not exist: decide them all again.
@@ -165,8 +174,8 @@ async def _round(
             fates[entry.entry_id] = "duplicate"
         else:
             fates[entry.entry_id] = "applied"
-            if outcome:
-                decisions[outcome] += 1
+            if decided:
+                outcomes[entry.entry_id] = decided
     return retry
 
 

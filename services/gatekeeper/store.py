@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,7 +74,7 @@ class RedisClientStore:
     def keys(self, client_id: str) -> ClientKeys:
         return ClientKeys.of(client_id, self.partitions)
 
-    async def load(self, wanted: dict[str, Sequence[str]]) -> dict[str, Snapshot]:
+    async def load(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, Snapshot]:
         """State, version, chain head and which of `event_ids` were already applied,
         for each client id in `wanted` (client id -> event ids), in one round trip."""
         pipe = self.redis.pipeline(transaction=False)

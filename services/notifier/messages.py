@@ -27,7 +27,7 @@ def compose(decision: ProgressionEvaluated, created_at: datetime) -> ClientMessa
             why = "Your physio has moved you on to the next stage."
         body = f"{why}\n\nYou are now on {stage}. What changes:\n{plan}".strip()
     elif decision.outcome == "regressed":
-        seen = _reasons(decision, "step_back", "failed")
+        seen = _reasons(decision, "step_back", "failed", first_only=True)
         because = f"Your recent logs showed {seen}. " if seen else ""
         title = "Let's take a step back for a little while"
         body = (
@@ -64,10 +64,13 @@ def compose(decision: ProgressionEvaluated, created_at: datetime) -> ClientMessa
     )
 
 
-def _reasons(decision: ProgressionEvaluated, role: str, status: str) -> str:
-    return "; ".join(
-        c.client_text for c in decision.criteria if c.role == role and c.status == status
-    )
+def _reasons(
+    decision: ProgressionEvaluated, role: str, status: str, first_only: bool = False
+) -> str:
+    """Client words of the matching criteria; `first_only` for rules, where the first
+    triggered one (the protocol lists the strongest first) is the reason."""
+    texts = [c.client_text for c in decision.criteria if c.role == role and c.status == status]
+    return "; ".join(texts[:1] if first_only else texts)
 
 
 def _plan(prescription: Prescription | None) -> str:

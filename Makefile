@@ -1,0 +1,40 @@
+# Everything installs itself into .venv; needs only Python >= 3.11 with pip.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint typecheck up clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "rehabgate needs Python >= 3.11 (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/rehabgate demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP) typecheck
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# mypy cannot follow setuptools' editable import hook for the mapped namespace,
+# so it checks a symlinked rehabgate/ tree that mirrors the installed layout.
+typecheck: $(STAMP)
+	mkdir -p build/typecheck/rehabgate
+	ln -sfn ../../../schemas build/typecheck/rehabgate/schemas
+	ln -sfn ../../../services build/typecheck/rehabgate/services
+	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p rehabgate
+
+up: $(STAMP)
+	$(BIN)/rehabgate up
+
+clean:
+	rm -rf $(VENV) .rehabgate build *.egg-info

@@ -1,0 +1,127 @@
+"""`rehabgate demo`: a scripted clinic against the real stack, printed as it happens."""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import redis
+
+from rehabgate.schemas.outbound import ClientMessage, ProgressionEvaluated
+from rehabgate.schemas.streams import (
+    EVENT_FIELD,
+    GATEKEEPER_GROUP,
+    INBOUND,
+    INBOUND_DEAD_LETTER,
+    NOTIFIER_GROUP,
+    client_messages_stream,
+    evaluated_stream,
+)
+from rehabgate.services.common.settings import Settings
+
+from .demo_clinic import demo_lines
+from .stack import Stack
+from .stream_reading import last_id, read_after
+
+
+def run_demo(settings: Settings, timeout: float = 120.0) -> int:
+    run_id = secrets.token_hex(2)
+    lines = demo_lines(run_id)
+    log_dir = Path(tempfile.mkdtemp(prefix="rehabgate-demo-logs-"))
+    with Stack(settings.redis_url, data_dir=None, log_dir=log_dir) as stack:
+        assert stack.redis_url is not None
+        client = redis.Redis.from_url(stack.redis_url)
+        partitions = range(settings.partitions)
+        cursors = {client_messages_stream(p): last_id(client, client_messages_stream(p))
+                   for p in partitions}  # fmt: skip
+        dead_cursor = last_id(client, INBOUND_DEAD_LETTER)
+        decisions_from = {evaluated_stream(p): cursors_id for p in partitions
+                          for cursors_id in [last_id(client, evaluated_stream(p))]}  # fmt: skip
+        print(f"rehabgate demo: Redis at {stack.redis_url}; run {run_id}; "
+              f"publishing {len(lines)} clinic events\n")  # fmt: skip
+        pipe = client.pipeline(transaction=False)
+        for line in lines:
+            pipe.xadd(INBOUND, {EVENT_FIELD: line})
+        pipe.execute()
+
+        shown = 0
+        deadline = time.monotonic() + timeout
+        while True:
+            shown += _print_messages(client, cursors, run_id)
+            if _drained(client, partitions):
+                shown += _print_messages(client, cursors, run_id)
+                break
+            if stack.dead():
+                print(f"demo: service(s) stopped unexpectedly: {stack.dead()}")
+                return 1
+            if time.monotonic() > deadline:
+                print("demo: timed out waiting for the services to drain")
+                return 1
+            time.sleep(0.2)
+        dead = read_after(client, INBOUND_DEAD_LETTER, dead_cursor)
+        _print_table(client, decisions_from, run_id)
+        print(f"\n{shown} client messages delivered; {len(dead)} events dead-lettered. "
+              f"Service logs: {log_dir}")  # fmt: skip
+        return 0 if shown else 1
+
+
+def _drained(client: redis.Redis, partitions: range) -> bool:
+    """Both groups have read everything and acknowledged it."""
+    checks = [(INBOUND, GATEKEEPER_GROUP)] + [
+        (evaluated_stream(p), NOTIFIER_GROUP) for p in partitions
+    ]
+    for stream, group in checks:
+        groups = (
+            {g["name"].decode(): g for g in client.xinfo_groups(stream)}
+            if client.exists(stream)
+            else {}
+        )
+        g = groups.get(group)
+        if g is None or g["pending"] or g.get("lag", 1):
+            return False
+    return True
+
+
+def _print_messages(client: redis.Redis, cursors: dict[str, str], run_id: str) -> int:
+    shown = 0
+    for stream, cursor in list(cursors.items()):
+        for entry_id, fields in read_after(client, stream, cursor):
+            cursors[stream] = entry_id
+            message = ClientMessage.model_validate_json(fields[b"message"])
+            if not message.client_id.endswith(run_id):
+                continue
+            shown += 1
+            print(f"── message to {message.client_id} ({message.outcome}) ──")
+            print(f"   {message.title}")
+            for line in message.body.splitlines():
+                print(f"   {line}")
+            print()
+    return shown
+
+
+def _print_table(client: redis.Redis, streams: dict[str, str], run_id: str) -> None:
+    by_client: dict[str, list[ProgressionEvaluated]] = defaultdict(list)
+    for stream, cursor in streams.items():
+        for _, fields in read_after(client, stream, cursor):
+            decision = ProgressionEvaluated.model_validate_json(fields[b"event"])
+            if decision.client_id.endswith(run_id):
+                by_client[decision.client_id].append(decision)
+    for client_id, decisions in sorted(by_client.items()):
+        counts: dict[str, int] = defaultdict(int)
+        for d in decisions:
+            counts[d.outcome] += 1
+        print(f"\n{client_id}: {len(decisions)} decisions "
+              f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")  # fmt: skip
+        print(f"  {'when':<17} {'cause':<17} {'outcome':<10} {'stage after':<22} why")
+        for d in decisions:
+            if d.outcome == "held" and d.cause_event_type != "clinician.action":
+                continue
+            when = d.occurred_at.strftime("%Y-%m-%d %H:%M")
+            print(f"  {when:<17} {d.cause_event_type:<17} {d.outcome:<10} "
+                  f"{(d.to_stage or ''):<22} {d.summary[:70]}")  # fmt: skip
+        held = counts.get("held", 0)
+        if held:
+            print(f"  (+ {held} held decisions: criteria not yet met; see the audit trail)")

@@ -1,0 +1,131 @@
+"""The `rehabgate` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from rehabgate.services.common.settings import Settings
+
+from .stack import STATE_DIR, URL_FILE, Stack
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rehabgate", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="run Redis (embedded unless REDIS_URL), gatekeeper, notifier")
+    commands.add_parser("demo", help="a scripted clinic end to end; exits 0 when done")
+    publish = commands.add_parser("publish", help="publish clinic events from a JSON file")
+    publish.add_argument("file", type=Path)
+    publish.add_argument("--wait", type=float, default=10.0, help="seconds to wait for fates")
+    commands.add_parser("gatekeeper", help="run the gatekeeper service (needs REDIS_URL)")
+    commands.add_parser("notifier", help="run the notifier service (needs REDIS_URL)")
+    health = commands.add_parser("health", help="exit 0 if SERVICE is consuming")
+    health.add_argument("service", choices=["gatekeeper", "notifier"])
+    schemas = commands.add_parser("schemas", help="JSON Schema files of the contract")
+    schemas.add_argument("action", choices=["export", "check"])
+    protocol = commands.add_parser("protocol", help="protocol files")
+    protocol.add_argument("action", choices=["check"])
+    protocol.add_argument("paths", nargs="*", type=Path, help="directories of protocol files")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    return int(COMMANDS[args.command](args, settings) or 0)
+
+
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    data_dir = None if settings.redis_url else STATE_DIR / "redis"
+    with Stack(settings.redis_url, data_dir=data_dir) as stack:
+        assert stack.redis_url is not None
+        URL_FILE.parent.mkdir(exist_ok=True)
+        URL_FILE.write_text(stack.redis_url)
+        print(f"rehabgate up: REDIS_URL={stack.redis_url} (Ctrl-C to stop)", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            while not stack.dead():
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            return 0
+        print(f"rehabgate up: {stack.dead()} exited; stopping", file=sys.stderr)
+        return 1
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from .demo import run_demo
+
+    return run_demo(settings)
+
+
+def _publish(args: argparse.Namespace, settings: Settings) -> int:
+    from .publish import publish
+
+    url = settings.redis_url or (URL_FILE.read_text().strip() if URL_FILE.is_file() else None)
+    if url is None:
+        print("publish: set REDIS_URL, or start `rehabgate up` in this directory first")
+        return 2
+    return publish(url, args.file, settings.partitions, args.wait)
+
+
+def _service(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "gatekeeper":
+        from rehabgate.services.gatekeeper.app import create_app
+    else:
+        from rehabgate.services.notifier.app import create_app
+    asyncio.run(create_app(settings).run())
+    return 0
+
+
+def _health(args: argparse.Namespace, settings: Settings) -> int:
+    from .health import check
+
+    if not settings.redis_url:
+        print("health: set REDIS_URL")
+        return 2
+    ok, detail = check(settings.redis_url, args.service, os.environ.get("REHABGATE_CONSUMER"))
+    print(detail)
+    return 0 if ok else 1
+
+
+def _schemas(args: argparse.Namespace, settings: Settings) -> int:
+    from .schema_files import export, stale
+
+    if args.action == "export":
+        for path in export():
+            print(f"wrote {path}")
+        return 0
+    outdated = stale()
+    for name in outdated:
+        print(f"stale: schemas/json/{name} (run `rehabgate schemas export`)")
+    return 1 if outdated else 0
+
+
+def _protocol(args: argparse.Namespace, settings: Settings) -> int:
+    from rehabgate.services.gatekeeper.protocol_files import ProtocolFileError, load_protocols
+
+    try:
+        protocols = load_protocols([*settings.protocol_dirs, *args.paths])
+    except ProtocolFileError as exc:
+        print(f"invalid protocol: {exc}")
+        return 1
+    for ref, protocol in protocols.items():
+        print(f"ok {ref}: {len(protocol.stages)} stages")
+    return 0
+
+
+COMMANDS = {
+    "up": _up,
+    "demo": _demo,
+    "publish": _publish,
+    "gatekeeper": _service,
+    "notifier": _service,
+    "health": _health,
+    "schemas": _schemas,
+    "protocol": _protocol,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

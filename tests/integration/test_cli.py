@@ -1,0 +1,66 @@
+"""The `rehabgate` commands a new user runs, as subprocesses against a real Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from rehabgate.services.cli.stack import Stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+REHABGATE = [sys.executable, "-m", "rehabgate.services.cli.main"]
+
+
+def run(redis_url: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*REHABGATE, *args], env={**os.environ, "REDIS_URL": redis_url},
+        capture_output=True, text=True, timeout=180, cwd=cwd,
+    )  # fmt: skip
+
+
+def test_demo_prints_an_unlock_and_a_step_back_and_exits_0(redis_url: str) -> None:
+    result = run(redis_url, "demo")
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "(unlocked) ──\n   You've unlocked Stage 2: start strengthening" in out
+    assert "(regressed) ──\n   Let's take a step back" in out
+    assert "(flagged) ──\n   Your physio will be in touch" in out
+    assert "0 events dead-lettered" in out
+    for client in ("steady", "flare", "swelling"):
+        assert f"\n{client}-" in out  # the per-client table
+
+
+def test_publish_reports_each_events_fate(redis_url: str, tmp_path: Path) -> None:
+    client = f"c-{uuid.uuid4().hex[:8]}"
+    events = [
+        {"event_id": str(uuid.uuid4()), "event_type": "client.enrolled",
+         "occurred_at": "2026-11-02T08:00:00+00:00", "clinic_id": "clinic-a",
+         "client_id": client, "protocol": "achilles-tendinopathy@1", "start_date": "2026-11-02"},
+        {"event_id": str(uuid.uuid4()), "event_type": "session.logged",
+         "occurred_at": "2026-11-02T18:00:00+00:00", "clinic_id": "clinic-a",
+         "client_id": client, "session_id": "s1", "pain_during": 12, "completed": True},
+    ]  # fmt: skip
+    file = tmp_path / "events.json"
+    file.write_text(json.dumps(events))
+
+    with Stack(redis_url, data_dir=None, log_dir=tmp_path / "logs"):
+        result = run(redis_url, "publish", str(file), "--wait", "20")
+
+    assert result.returncode == 1, result.stdout  # one event was refused
+    assert "unlocked (stage start-loading)" in result.stdout
+    assert "DEAD-LETTERED" in result.stdout
+    assert "pain_during: Input should be less than or equal to 10" in result.stdout
+
+
+def test_protocol_check_names_the_bad_file(redis_url: str, tmp_path: Path) -> None:
+    (tmp_path / "broken@1.yaml").write_text("id: broken\nversion: 1\n")
+    result = run(redis_url, "protocol", "check", str(tmp_path))
+    assert result.returncode == 1
+    assert "broken@1.yaml" in result.stdout and "Field required" in result.stdout

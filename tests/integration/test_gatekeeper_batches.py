@@ -1,0 +1,164 @@
+"""The gatekeeper's use case and Redis adapter against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+
+import pytest
+import redis.asyncio as aredis
+
+from rehabgate.schemas.outbound import ProgressionEvaluated
+from rehabgate.schemas.streams import INBOUND_DEAD_LETTER, evaluated_stream
+from rehabgate.services.gatekeeper.process import Entry, process_batch
+from rehabgate.services.gatekeeper.protocol_files import load_protocols
+from rehabgate.services.gatekeeper.store import GENESIS, Commit, RedisClientStore
+from tests.events import checkin, enrolment, session, unique_client
+
+pytestmark = pytest.mark.integration
+PROTOCOLS = load_protocols()
+_seq = iter(range(1, 10**9))
+
+
+def entries(*events: dict[str, object] | bytes) -> list[Entry]:
+    """Stream entries as a plain `XADD ... event <json>` produces them."""
+    out = []
+    for e in events:
+        raw = e if isinstance(e, bytes) else json.dumps(e).encode()
+        out.append(Entry(f"{next(_seq)}-0", {b"event": raw}))
+    return out
+
+
+async def decisions_for(r: aredis.Redis, client_id: str) -> list[ProgressionEvaluated]:
+    found = []
+    for _, fields in await r.xrange(evaluated_stream(0)):
+        decision = ProgressionEvaluated.model_validate_json(fields[b"event"])
+        if decision.client_id == client_id:
+            found.append(decision)
+    return found
+
+
+async def test_batch_writes_state_audit_decision_and_marker_for_each_event(
+    async_redis: aredis.Redis,
+) -> None:
+    store = RedisClientStore(async_redis, partitions=1)
+    client = unique_client()
+    batch = entries(enrolment(client), session(client, 0), checkin(client, 1))
+
+    report = await process_batch(batch, store, PROTOCOLS)
+
+    assert set(report.fates.values()) == {"applied"}
+    keys = store.keys(client)
+    assert int(await async_redis.hget(keys.state, "version")) == 3
+    assert await async_redis.scard(keys.processed) == 3
+    assert await async_redis.xlen(keys.audit) == 3
+    outcomes = [d.outcome for d in await decisions_for(async_redis, client)]
+    assert outcomes == ["unlocked", "held", "held"]
+
+
+async def test_redelivered_batch_is_recognised_and_changes_nothing(
+    async_redis: aredis.Redis,
+) -> None:
+    store = RedisClientStore(async_redis, partitions=1)
+    client = unique_client()
+    batch = entries(enrolment(client), session(client, 0))
+    await process_batch(batch, store, PROTOCOLS)
+
+    again = await process_batch(batch, store, PROTOCOLS)
+
+    assert set(again.fates.values()) == {"duplicate"}
+    assert await async_redis.xlen(store.keys(client).audit) == 2
+    assert len(await decisions_for(async_redis, client)) == 2
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason_start"),
+    [
+        (b"{not json", "malformed JSON"),
+        (json.dumps({"event_type": "session.logged"}).encode(), "schema violation"),
+        (json.dumps(session("x-1", 0, pain=11)).encode(), "schema violation"),
+        (json.dumps(session(unique_client(), 0)).encode(), "unknown client"),
+        (json.dumps(enrolment(unique_client(), "no-such-protocol@1")).encode(),
+         "unknown protocol"),
+    ],
+)  # fmt: skip
+async def test_bad_input_is_dead_lettered_with_reason_and_the_batch_goes_on(
+    async_redis: aredis.Redis, raw: bytes, reason_start: str
+) -> None:
+    store = RedisClientStore(async_redis, partitions=1)
+    good_client = unique_client()
+    batch = entries(raw, enrolment(good_client))
+    bad_id = batch[0].entry_id
+
+    report = await process_batch(batch, store, PROTOCOLS)
+
+    assert report.fates == {bad_id: "dead_lettered", batch[1].entry_id: "applied"}
+    letters = [f for _, f in await async_redis.xrange(INBOUND_DEAD_LETTER)
+               if f[b"source_id"] == bad_id.encode()]  # fmt: skip
+    assert len(letters) == 1
+    assert letters[0][b"reason"].decode().startswith(reason_start)
+    assert letters[0][b"raw"] == raw
+
+
+async def test_entry_without_event_field_is_dead_lettered(async_redis: aredis.Redis) -> None:
+    store = RedisClientStore(async_redis, partitions=1)
+    batch = [Entry("77-0", {b"data": b"{}"})]
+
+    report = await process_batch(batch, store, PROTOCOLS)
+
+    assert report.fates == {"77-0": "dead_lettered"}
+    assert "missing field 'event'" in report.dead_letters[0].reason
+
+
+async def test_stale_commit_is_refused_whole(async_redis: aredis.Redis) -> None:
+    """A step computed on an outdated version writes nothing (another process won)."""
+    store = RedisClientStore(async_redis, partitions=1)
+    client = unique_client()
+    await process_batch(entries(enrolment(client)), store, PROTOCOLS)
+    snapshot = (await store.load({client: ["e-new"]}))[client]
+    await async_redis.hincrby(store.keys(client).state, "version", 1)  # another writer
+    assert snapshot.state is not None
+    result = await store.commit(
+        [Commit(store.keys(client), "e-new", snapshot.version, snapshot.state, "{}", "h", None)]
+    )
+
+    assert result == ["conflict"]
+    assert not await async_redis.sismember(store.keys(client).processed, "e-new")
+    assert await async_redis.xlen(store.keys(client).audit) == 1
+
+
+async def test_concurrent_batches_on_one_client_serialise_without_loss(
+    async_redis: aredis.Redis, redis_url: str
+) -> None:
+    """Two gatekeepers working on one client: optimistic versions make one retry."""
+    client = unique_client()
+    store_a = RedisClientStore(async_redis, partitions=1)
+    store_b = RedisClientStore(aredis.Redis.from_url(redis_url), partitions=1)
+    await process_batch(entries(enrolment(client)), store_a, PROTOCOLS)
+    first = entries(*(session(client, d) for d in range(0, 6)))
+    second = entries(*(checkin(client, d) for d in range(1, 7)))
+
+    await asyncio.gather(
+        process_batch(first, store_a, PROTOCOLS), process_batch(second, store_b, PROTOCOLS)
+    )
+
+    assert int(await async_redis.hget(store_a.keys(client).state, "version")) == 13
+    assert await async_redis.xlen(store_a.keys(client).audit) == 13
+    await store_b.redis.aclose()
+
+
+async def test_audit_entries_form_a_hash_chain(async_redis: aredis.Redis) -> None:
+    store = RedisClientStore(async_redis, partitions=1)
+    client = unique_client()
+    await process_batch(entries(enrolment(client), session(client, 0), checkin(client, 1)),
+                        store, PROTOCOLS)  # fmt: skip
+
+    previous = GENESIS
+    for _, fields in await async_redis.xrange(store.keys(client).audit):
+        body = fields[b"entry"].decode()
+        assert json.loads(body)["prev_hash"] == previous
+        digest = hashlib.sha256((previous + body).encode()).hexdigest()
+        assert fields[b"hash"].decode() == digest
+        previous = digest
+    assert (await async_redis.hget(store.keys(client).state, "audit_head")).decode() == previous

@@ -1,0 +1,73 @@
+"""Installed rehabgate claims one import name, and every way of running it resolves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from rehabgate.services.cli.health import check
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_package_directory_is_listed_in_pyproject() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    found = set()
+    for top in ("schemas", "services"):
+        for init in (ROOT / top).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT).as_posix().replace("/", ".")
+            found.add(f"rehabgate.{relative}")
+    assert found == listed
+
+
+@pytest.mark.slow
+def test_wheel_holds_only_the_rehabgate_namespace_with_its_data(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+    )
+    (wheel,) = tmp_path.glob("rehabgate-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"rehabgate"}
+    for needed in (
+        "rehabgate/schemas/json/session.logged.v1.schema.json",
+        "rehabgate/services/gatekeeper/protocols/achilles-tendinopathy@1.yaml",
+        "rehabgate/services/gatekeeper/commit_step.lua",
+        "rehabgate/services/notifier/deliver_step.lua",
+    ):
+        assert needed in names
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.parametrize("service", ["gatekeeper", "notifier"])
+def test_faststream_run_resolves_the_app_and_it_reports_healthy(redis_url: str, service: str) -> None:
+    faststream = Path(sys.executable).with_name("faststream")
+    consumer = f"packaging-{uuid.uuid4().hex[:8]}"
+    process = subprocess.Popen(
+        [str(faststream), "run", "--factory", f"rehabgate.services.{service}.app:create_app"],
+        env={**os.environ, "REDIS_URL": redis_url, "REHABGATE_CONSUMER": consumer},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        healthy, detail = False, ""
+        while not healthy and time.monotonic() < deadline and process.poll() is None:
+            healthy, detail = check(redis_url, service, consumer)
+            time.sleep(0.2)
+        assert healthy, detail
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err.decode()[-2000:]
