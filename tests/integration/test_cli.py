@@ -63,4 +63,5 @@ def test_protocol_check_names_the_bad_file(redis_url: str, tmp_path: Path) -> No
     (tmp_path / "broken@1.yaml").write_text("id: broken\nversion: 1\n")
     result = run(redis_url, "protocol", "check", str(tmp_path))
     assert result.returncode == 1
-    assert "broken@1.yaml" in result.stdout and "Field required" in result.stdout
+    assert "broken@1.yaml" in result.stdout
+    assert "Field required" in result.stdout

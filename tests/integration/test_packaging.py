@@ -6,12 +6,12 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 import uuid
 import zipfile
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from rehabgate.services.cli.health import check
 
@@ -32,7 +32,17 @@ def test_every_package_directory_is_listed_in_pyproject() -> None:
 @pytest.mark.slow
 def test_wheel_holds_only_the_rehabgate_namespace_with_its_data(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
         check=True,
     )
     (wheel,) = tmp_path.glob("rehabgate-*.whl")
@@ -51,7 +61,9 @@ def test_wheel_holds_only_the_rehabgate_namespace_with_its_data(tmp_path: Path) 
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.parametrize("service", ["gatekeeper", "notifier"])
-def test_faststream_run_resolves_the_app_and_it_reports_healthy(redis_url: str, service: str) -> None:
+def test_faststream_run_resolves_the_app_and_it_reports_healthy(
+    redis_url: str, service: str
+) -> None:
     faststream = Path(sys.executable).with_name("faststream")
     consumer = f"packaging-{uuid.uuid4().hex[:8]}"
     process = subprocess.Popen(

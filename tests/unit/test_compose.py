@@ -58,4 +58,5 @@ def test_every_rehabgate_command_named_exists(compose: dict[str, Any]) -> None:
     assert len(named) == 4
     for words in named:
         assert words[0] in COMMANDS, f"compose.yaml names unknown command: rehabgate {words}"
-    assert ["health", "gatekeeper"] in named and ["health", "notifier"] in named
+    assert ["health", "gatekeeper"] in named
+    assert ["health", "notifier"] in named

@@ -64,7 +64,7 @@ def test_broken_yaml_reports_line(tmp_path: Path) -> None:
 
 def test_file_name_must_match_id_and_version(tmp_path: Path) -> None:
     bad = copy_with(tmp_path, "version: 1", "version: 1", name="achilles-tendinopathy@2")
-    with pytest.raises(ProtocolFileError, match="must be named achilles-tendinopathy@1.yaml"):
+    with pytest.raises(ProtocolFileError, match=r"must be named achilles-tendinopathy@1\.yaml"):
         load_protocol(bad)
 
 

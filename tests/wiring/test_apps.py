@@ -44,7 +44,9 @@ def test_notifier_reads_every_partition_with_a_claimer() -> None:
     streams = {(name, consumer) for name, group, consumer, _, _ in declared(app.broker)
                if group == NOTIFIER_GROUP}  # fmt: skip
     assert streams == {
-        (evaluated_stream(p), c) for p in (0, 1) for c in ("test-consumer", "test-consumer-claimer")
+        (evaluated_stream(p), c)
+        for p in (0, 1)
+        for c in ("test-consumer", "test-consumer-claimer")
     }
 
 
@@ -52,4 +54,3 @@ def test_asyncapi_documents_the_handlers() -> None:
     spec = AsyncAPI(gatekeeper_app(settings()).broker, title="gatekeeper")
     channels = spec.to_specification().to_jsonable()["channels"]
     assert set(channels) == {f"{INBOUND}:OnInbound", f"{INBOUND}:OnInboundReclaimed"}
-
