@@ -6,14 +6,15 @@ verdict. Missing data is `unknown`, which never counts as a pass.
 
 Exit criteria answer "may the client move on?" (`passed` = yes). Step-back and
 safety rules answer "did something go wrong?" (`failed` = the rule triggered).
-Rules look only at the newest session or check-in, so a flare is acted on once
-and not again on every later event.
+Rules judge the session or check-in that just arrived (the one logged at `at`,
+with those before it), so a flare is acted on once, not again on every later
+event, and a late-arriving older log is judged in its own place in time.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -75,14 +76,16 @@ class DaysAtStage(_Kind):
     min_days: Annotated[int, Field(ge=0, le=730)]
 
     def evaluate(self, state: ClientState, now: datetime) -> CriterionResult:
-        days = (now.date() - state.stage_entered_at.date()).days
+        # Whole days elapsed between two instants: the same whatever UTC offset the
+        # clinic wrote either timestamp in.
+        days = (now - state.stage_entered_at) // timedelta(days=1)
         return self._result(
             "exit",
             _verdict(days >= self.min_days),
             days,
             self.min_days,
-            f"day {days} at this stage (minimum {self.min_days})",
-            f"at least {self.min_days} days at this stage (you are on day {days})",
+            f"{days} full days at this stage (minimum {self.min_days})",
+            f"at least {self.min_days} days at this stage ({days} so far)",
             unit="days",
         )
 
@@ -280,8 +283,12 @@ class PainDuringAbove(_Kind):
     consecutive: Annotated[int, Field(ge=1, le=10)] = 1
     applies_to: Literal["session"] = "session"
 
-    def evaluate(self, state: ClientState, role: Role) -> CriterionResult:
-        recent = [s for s in state.sessions_at_stage() if not s.deload][-self.consecutive :]
+    def evaluate(
+        self, state: ClientState, role: Role, at: datetime | None = None
+    ) -> CriterionResult:
+        # Deload sessions count here: a deload keeps a session out of progression,
+        # never out of safety.
+        recent = list(_until(state.sessions_at_stage(), at))[-self.consecutive :]
         pains = [s.pain_during for s in recent]
         triggered = len(recent) == self.consecutive and all(p > self.above for p in pains)
         times = "session" if self.consecutive == 1 else f"{self.consecutive} sessions in a row"
@@ -304,8 +311,10 @@ class MorningPainAbove(_Kind):
     above: Pain
     applies_to: Literal["checkin"] = "checkin"
 
-    def evaluate(self, state: ClientState, role: Role) -> CriterionResult:
-        latest = state.checkins[-1]
+    def evaluate(
+        self, state: ClientState, role: Role, at: datetime | None = None
+    ) -> CriterionResult:
+        latest = _until(state.checkins, at)[-1]
         return self._result(
             role,
             "failed" if latest.morning_pain > self.above else "passed",
@@ -324,8 +333,10 @@ class MorningPainRising(_Kind):
     kind: Literal["morning_pain_rising"] = "morning_pain_rising"
     applies_to: Literal["checkin"] = "checkin"
 
-    def evaluate(self, state: ClientState, role: Role) -> CriterionResult:
-        *earlier, latest = state.checkins
+    def evaluate(
+        self, state: ClientState, role: Role, at: datetime | None = None
+    ) -> CriterionResult:
+        *earlier, latest = _until(state.checkins, at)
         if not earlier:
             return self._result(
                 role,
@@ -356,8 +367,10 @@ class SwellingReported(_Kind):
     kind: Literal["swelling_reported"] = "swelling_reported"
     applies_to: Literal["checkin"] = "checkin"
 
-    def evaluate(self, state: ClientState, role: Role) -> CriterionResult:
-        swelling = state.checkins[-1].swelling
+    def evaluate(
+        self, state: ClientState, role: Role, at: datetime | None = None
+    ) -> CriterionResult:
+        swelling = _until(state.checkins, at)[-1].swelling
         return self._result(
             role,
             "failed" if swelling else "passed",
@@ -373,6 +386,14 @@ Trigger = Annotated[
     PainDuringAbove | MorningPainAbove | MorningPainRising | SwellingReported,
     Field(discriminator="kind"),
 ]
+
+
+_Logged = TypeVar("_Logged", SessionRecord, CheckinRecord)
+
+
+def _until(records: tuple[_Logged, ...], at: datetime | None) -> tuple[_Logged, ...]:
+    """Records logged up to `at` (all of them when `at` is None), oldest first."""
+    return records if at is None else tuple(r for r in records if r.occurred_at <= at)
 
 
 def _checkin_after(

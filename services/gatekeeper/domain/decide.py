@@ -77,6 +77,8 @@ def decide(protocol: Protocol, state: ClientState, event: ProgressEvent) -> Deci
     """Record the event in the client's history and decide what it means."""
     if event.clinic_id != state.clinic_id:
         raise Rejected("client belongs to another clinic")
+    if event.client_id != state.client_id:
+        raise Rejected("event is for another client than this state")
     if state.status in ("completed", "discharged"):
         raise Rejected(f"client is {state.status}; no further progression events apply")
     if isinstance(event, ClientDischarged):
@@ -117,10 +119,12 @@ def _by_rules(
 ) -> Decision:
     stage = _stage(protocol, state)
     safety = [
-        r.when.evaluate(state, "safety") for r in protocol.safety if r.when.applies_to == kind
+        r.when.evaluate(state, "safety", event.occurred_at)
+        for r in protocol.safety
+        if r.when.applies_to == kind
     ]
     step_back = [
-        (rule, rule.when.evaluate(state, "step_back"))
+        (rule, rule.when.evaluate(state, "step_back", event.occurred_at))
         for rule in stage.step_back
         if rule.when.applies_to == kind
     ]
@@ -289,11 +293,13 @@ def _clinician(protocol: Protocol, state: ClientState, action: ClinicianAction) 
     index = protocol.stage_index(state.stage_id)
     target = action.target_stage or (protocol.stages[index - 1].id if index > 0 else None)
     if target is None:
-        raise Rejected("cannot regress from the first stage without a target_stage")
+        raise Rejected("cannot regress from the first stage")
     try:
-        protocol.stage_index(target)
+        target_index = protocol.stage_index(target)
     except KeyError:
         raise Rejected(f"protocol {protocol.ref} has no stage {target!r}") from None
+    if target_index >= index:
+        raise Rejected(f"regress target {target!r} is not an earlier stage")
     moved = _enter(state, target, action.occurred_at).model_copy(update={"status": "active"})
     return Decision(
         moved,

@@ -73,8 +73,10 @@ class Protocol(_Model):
             raise ValueError(f"stage ids must be unique, got {ids}")
         for index, stage in enumerate(self.stages):
             for rule in stage.step_back:
-                if rule.to_stage is not None and rule.to_stage not in ids:
-                    raise ValueError(f"stage {stage.id!r}: unknown to_stage {rule.to_stage!r}")
+                if rule.to_stage is not None and rule.to_stage not in ids[:index]:
+                    raise ValueError(
+                        f"stage {stage.id!r}: to_stage {rule.to_stage!r} is not an earlier stage"
+                    )
                 if rule.action == "regress" and rule.to_stage is None and index == 0:
                     raise ValueError(f"stage {stage.id!r}: the first stage cannot regress")
         cited = [c.source for s in self.stages for c in s.exit_criteria]
