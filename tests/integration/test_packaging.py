@@ -23,9 +23,10 @@ def test_every_package_directory_is_listed_in_pyproject() -> None:
     listed = set(config["packages"])
     found = set()
     for top in ("schemas", "services"):
-        for init in (ROOT / top).rglob("__init__.py"):
-            relative = init.parent.relative_to(ROOT).as_posix().replace("/", ".")
-            found.add(f"rehabgate.{relative}")
+        for path in (ROOT / top).rglob("*"):
+            if path.suffix in (".py", ".json", ".yaml", ".lua") and "__pycache__" not in path.parts:
+                relative = path.parent.relative_to(ROOT).as_posix().replace("/", ".")
+                found.add(f"rehabgate.{relative}")
     assert found == listed
 
 
