@@ -1,40 +1,37 @@
 """`rehabgate health SERVICE`: exit 0 when the service is consuming, for healthchecks.
 
-Healthy means: Redis answers, the service's consumer group exists, and one of
-its consumers polled within the last `max_idle_s` seconds. "Its" consumers are
-those named after `REHABGATE_CONSUMER` when set, else after this host (the
-default consumer name is hostname-pid, and a container has its own hostname).
+Healthy means: Redis answers, and one of the service's processes wrote its
+heartbeat (all subscribers running) within the last `max_idle_s` seconds. "Its"
+processes are those whose consumer name starts with `REHABGATE_CONSUMER` when
+set, else with this host's name (the default consumer name is hostname-pid, and
+a container has its own hostname).
 """
 
 from __future__ import annotations
 
 import socket
+import time
+from typing import cast
 
 import redis
 
-from rehabgate.schemas.streams import GATEKEEPER_GROUP, INBOUND, NOTIFIER_GROUP, evaluated_stream
-
-STREAMS = {
-    "gatekeeper": (INBOUND, GATEKEEPER_GROUP),
-    "notifier": (evaluated_stream(0), NOTIFIER_GROUP),
-}
+from rehabgate.services.common.heartbeat import heartbeat_key
 
 
 def check(
     url: str, service: str, consumer_prefix: str | None = None, max_idle_s: float = 10.0
 ) -> tuple[bool, str]:
-    stream, group = STREAMS[service]
+    prefix = consumer_prefix or socket.gethostname()
     client = redis.Redis.from_url(url, socket_timeout=2)
     try:
-        client.ping()
-        consumers = client.xinfo_consumers(stream, group)
-    except redis.ResponseError as exc:
-        return False, f"consumer group {group} on {stream}: {exc}"
+        beats = cast(dict[bytes, bytes], client.hgetall(heartbeat_key(service)))
     except redis.RedisError as exc:
         return False, f"redis unreachable: {exc}"
-    prefix = consumer_prefix or socket.gethostname()
-    live = [c for c in consumers if c["name"].decode().startswith(prefix)
-            and c["idle"] < max_idle_s * 1000]  # fmt: skip
+    finally:
+        client.close()
+    now_ms = time.time() * 1000
+    live = [name.decode() for name, at in beats.items()
+            if name.decode().startswith(prefix) and now_ms - int(at) < max_idle_s * 1000]  # fmt: skip
     if not live:
-        return False, f"no consumer {prefix}* of {group} polled in the last {max_idle_s:g}s"
-    return True, f"{service} consuming ({len(live)} live consumers named {prefix}*)"
+        return False, f"no {service} process {prefix}* beat in the last {max_idle_s:g}s"
+    return True, f"{service} consuming ({len(live)} live: {', '.join(sorted(live))})"

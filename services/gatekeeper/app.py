@@ -18,7 +18,8 @@ from faststream.redis.annotations import RedisBatchStreamMessage
 from redis.asyncio import Redis
 
 from rehabgate.schemas.streams import GATEKEEPER_GROUP, INBOUND
-from rehabgate.services.common.consuming import delivery_counts, ensure_group
+from rehabgate.services.common.consuming import delivery_counts
+from rehabgate.services.common.lifecycle import service_app
 from rehabgate.services.common.logging import configure_logging
 from rehabgate.services.common.settings import Settings
 
@@ -82,18 +83,10 @@ def create_app(settings: Settings | None = None) -> FastStream:
             )
         await apply([e for e in entries if e not in exhausted], reclaimed=True)
 
-    app = FastStream(broker, logger=log)
-
-    @app.on_startup
-    async def create_groups() -> None:
-        await ensure_group(redis, INBOUND, GATEKEEPER_GROUP)
-        log.info("gatekeeper_starting", consumer=settings.consumer, protocols=sorted(protocols))
-
-    @app.after_shutdown
-    async def close_store() -> None:
-        await redis.aclose()
-
-    return app
+    log.info("protocols_loaded", protocols=sorted(protocols))
+    return service_app(
+        "gatekeeper", broker, redis, settings.consumer, [(INBOUND, GATEKEEPER_GROUP)], log
+    )
 
 
 def _log_fate(

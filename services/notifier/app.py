@@ -17,7 +17,7 @@ from faststream.redis.annotations import RedisBatchStreamMessage
 from redis.asyncio import Redis
 
 from rehabgate.schemas.streams import NOTIFIER_GROUP, evaluated_stream
-from rehabgate.services.common.consuming import ensure_group
+from rehabgate.services.common.lifecycle import service_app
 from rehabgate.services.common.logging import configure_logging
 from rehabgate.services.common.settings import Settings
 
@@ -37,19 +37,8 @@ def create_app(settings: Settings | None = None) -> FastStream:
     for partition in range(settings.partitions):
         _subscribe(broker, redis, settings, partition, log)
 
-    app = FastStream(broker, logger=log)
-
-    @app.on_startup
-    async def create_groups() -> None:
-        for partition in range(settings.partitions):
-            await ensure_group(redis, evaluated_stream(partition), NOTIFIER_GROUP)
-        log.info("notifier_starting", consumer=settings.consumer)
-
-    @app.after_shutdown
-    async def close_redis() -> None:
-        await redis.aclose()
-
-    return app
+    groups = [(evaluated_stream(p), NOTIFIER_GROUP) for p in range(settings.partitions)]
+    return service_app("notifier", broker, redis, settings.consumer, groups, log)
 
 
 def _subscribe(

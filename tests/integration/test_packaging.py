@@ -24,7 +24,10 @@ def test_every_package_directory_is_listed_in_pyproject() -> None:
     found = set()
     for top in ("schemas", "services"):
         for path in (ROOT / top).rglob("*"):
-            if path.suffix in (".py", ".json", ".yaml", ".lua") and "__pycache__" not in path.parts:
+            if (
+                path.suffix in (".py", ".json", ".yaml", ".lua")
+                and "__pycache__" not in path.parts
+            ):
                 relative = path.parent.relative_to(ROOT).as_posix().replace("/", ".")
                 found.add(f"rehabgate.{relative}")
     assert found == listed
