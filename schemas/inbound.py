@@ -55,7 +55,15 @@ class SessionLogged(Envelope):
     metrics: dict[Slug, Annotated[float, Field(ge=-1e6, le=1e6)]] = Field(
         default_factory=dict,
         max_length=32,
-        description="Optional measurements, e.g. lsi_percent, hop_distance_cm, calf_raise_reps.",
+        description=(
+            "Optional measurements, e.g. single_leg_heel_raise_reps, hop_distance_cm_involved and "
+            "hop_distance_cm_uninvolved (for a limb symmetry index), body_weight_kg."
+        ),
+    )
+    observations: dict[Slug, bool] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Yes/no clinical observations, e.g. limp, giving_way, h_test_insecurity.",
     )
 
 

@@ -8,6 +8,7 @@ decisions, which is what makes them auditable and re-explainable.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from uuid import UUID, uuid5
@@ -22,13 +23,20 @@ from rehabgate.schemas.inbound import (
 from rehabgate.schemas.outbound import CriterionResult, Outcome, ProgressionEvaluated
 
 from .errors import Rejected
-from .history import ApprovalRecord, CheckinRecord, ClientState, SessionRecord
+from .history import (
+    ApprovalRecord,
+    CheckinRecord,
+    ClientState,
+    ProgressEvent,
+    SessionRecord,
+    event_order,
+)
 from .protocol import Protocol, Stage
 
 #: Namespace of decision ids: uuid5(namespace, causing event id).
 DECISION_NAMESPACE = UUID("6c1f4a52-4a4e-4f0e-9a55-3b8f1f1c2b7e")
 
-ProgressEvent = SessionLogged | CheckinLogged | ClinicianAction | ClientDischarged
+__all__ = ["DECISION_NAMESPACE", "Decision", "ProgressEvent", "decide", "enroll", "replay"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,7 @@ def enroll(protocol: Protocol, existing: ClientState | None, event: ClientEnroll
         protocol=protocol.ref,
         stage_id=stage_id,
         stage_entered_at=min(entered, event.occurred_at),
+        enrolment=event,
     )
     stage = protocol.stages[protocol.stage_index(stage_id)]
     return Decision(
@@ -74,11 +83,76 @@ def enroll(protocol: Protocol, existing: ClientState | None, event: ClientEnroll
 
 
 def decide(protocol: Protocol, state: ClientState, event: ProgressEvent) -> Decision:
-    """Record the event in the client's history and decide what it means."""
+    """Record the event in the client's history and decide what it means.
+
+    An event older than the newest one recorded is a late arrival: the whole
+    history is replayed in event-time order, so the client ends where an in-order
+    arrival would have put them, and the decision explains the difference.
+    """
     if event.clinic_id != state.clinic_id:
         raise Rejected("client belongs to another clinic")
     if event.client_id != state.client_id:
         raise Rejected("event is for another client than this state")
+    if state.knows(event):
+        return Decision(state, None)
+    if state.is_late(event):
+        return _late(protocol, state, event)
+    decision = _apply(protocol, state, event)
+    return Decision(decision.state.logged(event), decision.evaluation)
+
+
+def replay(
+    protocol: Protocol, enrolment: ClientEnrolled, events: Sequence[ProgressEvent]
+) -> list[Decision]:
+    """Every decision of a history, replayed in event-time order under `protocol`.
+    Events the machine refuses (e.g. after discharge) are skipped, as they were
+    dead-lettered when they first arrived."""
+    decisions = [enroll(protocol, None, enrolment.model_copy(update={"protocol": protocol.ref}))]
+    for event in sorted(events, key=event_order):
+        try:
+            decisions.append(decide(protocol, decisions[-1].state, event))
+        except Rejected:
+            continue
+    return decisions
+
+
+def _late(protocol: Protocol, state: ClientState, event: ProgressEvent) -> Decision:
+    key = event_order(event)
+    earlier = [e for e in state.log if event_order(e) < key]
+    own_decision = decide(protocol, replay(protocol, state.enrolment, earlier)[-1].state, event)
+    final = own_decision.state
+    for later in (e for e in state.log if event_order(e) > key):
+        try:
+            final = decide(protocol, final, later).state
+        except Rejected:
+            continue
+    own = own_decision.evaluation
+    before, after = protocol.stage_index(state.stage_id), protocol.stage_index(final.stage_id)
+    outcome: Outcome
+    if final.status == "flagged" and state.status != "flagged":
+        outcome = "flagged"
+    elif final.status == "completed" and state.status != "completed":
+        outcome = "completed"
+    elif after > before:
+        outcome = "unlocked"
+    elif after < before:
+        outcome = "regressed"
+    else:
+        outcome = "held"
+    late = event.occurred_at.strftime("%Y-%m-%d %H:%M %Z").strip()
+    summary = f"late {event.event_type} from {late}: history re-evaluated in time order"
+    if own is not None:
+        summary += f"; at its time: {own.outcome} ({own.summary})"
+    return Decision(
+        final,
+        _evaluated(
+            protocol, event, final, outcome, state.stage_id,
+            own.criteria if own is not None else (), summary,
+        ),
+    )  # fmt: skip
+
+
+def _apply(protocol: Protocol, state: ClientState, event: ProgressEvent) -> Decision:
     if state.status in ("completed", "discharged"):
         raise Rejected(f"client is {state.status}; no further progression events apply")
     if isinstance(event, ClientDischarged):
@@ -86,30 +160,10 @@ def decide(protocol: Protocol, state: ClientState, event: ProgressEvent) -> Deci
     if isinstance(event, ClinicianAction):
         return _clinician(protocol, state, event)
     if isinstance(event, SessionLogged):
-        state = state.with_session(
-            SessionRecord(
-                session_id=event.session_id,
-                event_id=str(event.event_id),
-                occurred_at=event.occurred_at,
-                stage_id=state.stage_id,
-                pain_during=event.pain_during,
-                pain_after=event.pain_after,
-                completed=event.completed,
-                deload=event.deload,
-                metrics=dict(event.metrics),
-            )
-        )
+        state = state.with_session(SessionRecord.of(event, state.stage_id))
         trigger_kind = "session"
     else:
-        state = state.with_checkin(
-            CheckinRecord(
-                event_id=str(event.event_id),
-                occurred_at=event.occurred_at,
-                morning_pain=event.morning_pain,
-                morning_stiffness=event.morning_stiffness,
-                swelling=event.swelling,
-            )
-        )
+        state = state.with_checkin(CheckinRecord.of(event))
         trigger_kind = "checkin"
     return _by_rules(protocol, state, event, trigger_kind)
 

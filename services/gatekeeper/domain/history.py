@@ -1,17 +1,33 @@
 """A client's recorded place and history: the input the decision is computed from.
 
-Only what criteria need is kept (pain, completion, metrics, check-ins,
-approvals), ordered by event time so late arrivals land where they belong.
+The state keeps the events themselves (`log`, in event-time order) so that any
+history can be replayed, plus the records criteria read (sessions, check-ins,
+approvals) and the stage each session was logged at.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from rehabgate.schemas.inbound import (
+    CheckinLogged,
+    ClientDischarged,
+    ClientEnrolled,
+    ClinicianAction,
+    SessionLogged,
+)
 
 Status = Literal["active", "flagged", "on_hold", "completed", "discharged"]
+ProgressEvent = SessionLogged | CheckinLogged | ClinicianAction | ClientDischarged
+LoggedEvent = Annotated[ProgressEvent, Field(discriminator="event_type")]
+
+
+def event_order(event: ClientEnrolled | ProgressEvent) -> tuple[datetime, str]:
+    """Event-time order; the event id breaks ties so replays are deterministic."""
+    return (event.occurred_at, str(event.event_id))
 
 
 class Record(BaseModel):
@@ -28,6 +44,34 @@ class SessionRecord(Record):
     completed: bool
     deload: bool
     metrics: dict[str, float]
+    observations: dict[str, bool] = {}
+    volume: float = 0.0
+    last_set_rpe: float | None = None
+
+    @classmethod
+    def of(cls, event: SessionLogged, stage_id: str) -> SessionRecord:
+        """Volume is reps x load summed over sets (reps alone for body-weight sets);
+        effort is the highest RPE of any exercise's last set."""
+        volume = sum(
+            (s.reps or 0) * (s.load_kg if s.load_kg else 1.0)
+            for exercise in event.exercises
+            for s in exercise.sets
+        )
+        last_rpes = [e.sets[-1].rpe for e in event.exercises if e.sets and e.sets[-1].rpe]
+        return cls(
+            session_id=event.session_id,
+            event_id=str(event.event_id),
+            occurred_at=event.occurred_at,
+            stage_id=stage_id,
+            pain_during=event.pain_during,
+            pain_after=event.pain_after,
+            completed=event.completed,
+            deload=event.deload,
+            metrics=dict(event.metrics),
+            observations=dict(event.observations),
+            volume=volume,
+            last_set_rpe=max(last_rpes) if last_rpes else None,
+        )
 
 
 class CheckinRecord(Record):
@@ -36,6 +80,16 @@ class CheckinRecord(Record):
     morning_pain: int
     morning_stiffness: int
     swelling: bool
+
+    @classmethod
+    def of(cls, event: CheckinLogged) -> CheckinRecord:
+        return cls(
+            event_id=str(event.event_id),
+            occurred_at=event.occurred_at,
+            morning_pain=event.morning_pain,
+            morning_stiffness=event.morning_stiffness,
+            swelling=event.swelling,
+        )
 
 
 class ApprovalRecord(Record):
@@ -53,6 +107,8 @@ class ClientState(Record):
     stage_id: str
     stage_entered_at: AwareDatetime
     status: Status = "active"
+    enrolment: ClientEnrolled
+    log: tuple[LoggedEvent, ...] = ()
     sessions: tuple[SessionRecord, ...] = ()
     checkins: tuple[CheckinRecord, ...] = ()
     approvals: tuple[ApprovalRecord, ...] = ()
@@ -76,6 +132,17 @@ class ClientState(Record):
             ):
                 return approval
         return None
+
+    def is_late(self, event: ProgressEvent) -> bool:
+        """Whether the event happened before the newest one already recorded."""
+        return bool(self.log) and event_order(event) < event_order(self.log[-1])
+
+    def knows(self, event: ProgressEvent) -> bool:
+        return any(e.event_id == event.event_id for e in self.log)
+
+    def logged(self, event: ProgressEvent) -> ClientState:
+        """This state with `event` appended to the log (callers keep time order)."""
+        return self.model_copy(update={"log": (*self.log, event)})
 
     def with_session(self, record: SessionRecord) -> ClientState:
         """Add a session; a re-sent session id replaces the earlier log (a correction)."""
