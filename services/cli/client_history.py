@@ -1,0 +1,41 @@
+"""`rehabgate replay CLIENT --protocol ID@VERSION`: re-evaluate a stored client's
+history under another protocol version and show what would have differed."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import redis
+
+from rehabgate.services.common.keys import ClientKeys
+from rehabgate.services.common.settings import Settings
+from rehabgate.services.gatekeeper.domain import ClientState
+from rehabgate.services.gatekeeper.protocol_files import load_protocols
+
+from .protocol_tools import differences, simulate
+
+
+def replay_stored(url: str, settings: Settings, client_id: str, other_ref: str) -> int:
+    protocols = load_protocols(settings.protocol_dirs)
+    keys = ClientKeys.of(client_id, settings.partitions)
+    client = redis.Redis.from_url(url)
+    raw = cast(bytes | None, client.hget(keys.state, "state"))
+    client.close()
+    if raw is None:
+        print(f"replay: no client {client_id}")
+        return 2
+    state = ClientState.model_validate_json(raw)
+    if other_ref not in protocols or state.protocol not in protocols:
+        print(f"replay: unknown protocol; known: {', '.join(sorted(protocols))}")
+        return 2
+    current = simulate(protocols[state.protocol], state.enrolment, state.log)
+    other = simulate(protocols[other_ref], state.enrolment, state.log)
+    changed = differences(current, other)
+    print(f"{client_id}: {len(current)} decisions under {state.protocol}, "
+          f"{len(other)} under {other_ref}; {len(changed)} differ")  # fmt: skip
+    for line in changed:
+        print(f"  {line}")
+    final = other[-1] if other else None
+    if final is not None:
+        print(f"under {other_ref} the client would now be at {final.to_stage} ({final.outcome})")
+    return 0

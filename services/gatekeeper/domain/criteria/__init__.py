@@ -1,0 +1,69 @@
+"""The criteria language: a closed, typed set of criterion and rule kinds.
+
+Criteria are data (loaded from protocol YAML) with a pure `evaluate`. Each
+returns a `CriterionResult` carrying the observed value, the threshold and a
+verdict. Missing data is `unknown`, which never counts as a pass.
+
+Exit criteria answer "may the client move on?" (`passed` = yes). Step-back and
+safety rules answer "did something go wrong?" (`failed` = the rule triggered).
+Rules judge the session or check-in that just arrived (the one logged at `at`,
+with those before it), so a flare is acted on once, not again on every later
+event, and a late-arriving older log is judged in its own place in time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from .base import Kind, Pain, Role, Slug
+from .measures import ClinicianApproval, MetricAtLeast
+from .pain import NextMorningResponse, PainDuringMax
+from .progress import DaysAtStage, SessionsCompleted
+from .rules import MorningPainAbove, MorningPainRising, PainDuringAbove, SwellingReported
+
+ExitCriterion = Annotated[
+    DaysAtStage
+    | SessionsCompleted
+    | PainDuringMax
+    | NextMorningResponse
+    | MetricAtLeast
+    | ClinicianApproval,
+    Field(discriminator="kind"),
+]
+
+Trigger = Annotated[
+    PainDuringAbove | MorningPainAbove | MorningPainRising | SwellingReported,
+    Field(discriminator="kind"),
+]
+
+__all__ = [
+    "AdherenceAtLeast",
+    "ClinicianApproval",
+    "ConsecutiveSessions",
+    "DaysAtStage",
+    "EffortAtMost",
+    "ExitCriterion",
+    "Kind",
+    "LimbSymmetryAtLeast",
+    "MetricAtLeast",
+    "MetricRatioAtLeast",
+    "MorningPainAbove",
+    "MorningPainRising",
+    "MorningTrendNotRising",
+    "NextMorningResponse",
+    "NoSwelling",
+    "ObservationAbsent",
+    "ObservationReported",
+    "Pain",
+    "PainDuringAbove",
+    "PainDuringMax",
+    "Role",
+    "SessionsCompleted",
+    "Slug",
+    "SwellingReported",
+    "Trigger",
+    "VolumeChangeAtMost",
+    "VolumeSpikeAbove",
+]
