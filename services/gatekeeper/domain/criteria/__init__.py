@@ -18,23 +18,58 @@ from typing import Annotated
 from pydantic import Field
 
 from .base import Kind, Pain, Role, Slug
-from .measures import ClinicianApproval, MetricAtLeast
-from .pain import NextMorningResponse, PainDuringMax
-from .progress import DaysAtStage, SessionsCompleted
-from .rules import MorningPainAbove, MorningPainRising, PainDuringAbove, SwellingReported
+from .measures import (
+    ClinicianApproval,
+    LimbSymmetryAtLeast,
+    MetricAtLeast,
+    MetricRatioAtLeast,
+    NoSwelling,
+    ObservationAbsent,
+)
+from .pain import MorningTrendNotRising, NextMorningResponse, PainDuringMax
+from .progress import (
+    AdherenceAtLeast,
+    ConsecutiveSessions,
+    DaysAtStage,
+    EffortAtMost,
+    SessionsCompleted,
+    VolumeChangeAtMost,
+)
+from .rules import (
+    MorningPainAbove,
+    MorningPainRising,
+    ObservationReported,
+    PainDuringAbove,
+    SwellingReported,
+    VolumeSpikeAbove,
+)
 
 ExitCriterion = Annotated[
     DaysAtStage
     | SessionsCompleted
+    | AdherenceAtLeast
+    | ConsecutiveSessions
+    | EffortAtMost
+    | VolumeChangeAtMost
     | PainDuringMax
     | NextMorningResponse
+    | MorningTrendNotRising
     | MetricAtLeast
+    | MetricRatioAtLeast
+    | LimbSymmetryAtLeast
+    | ObservationAbsent
+    | NoSwelling
     | ClinicianApproval,
     Field(discriminator="kind"),
 ]
 
 Trigger = Annotated[
-    PainDuringAbove | MorningPainAbove | MorningPainRising | SwellingReported,
+    PainDuringAbove
+    | MorningPainAbove
+    | MorningPainRising
+    | SwellingReported
+    | ObservationReported
+    | VolumeSpikeAbove,
     Field(discriminator="kind"),
 ]
 
