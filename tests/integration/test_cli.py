@@ -65,3 +65,70 @@ def test_protocol_check_names_the_bad_file(redis_url: str, tmp_path: Path) -> No
     assert result.returncode == 1
     assert "broken@1.yaml" in result.stdout
     assert "Field required" in result.stdout
+
+
+def demo_history(tmp_path: Path, client: str = "flare") -> Path:
+    from rehabgate.services.cli.demo_clinic import demo_events
+
+    events = [e for e in demo_events("t") if e["client_id"] == f"{client}-t"]
+    path = tmp_path / f"{client}.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in events))
+    return path
+
+
+def test_protocol_simulate_prints_every_decision_with_its_criteria(
+    redis_url: str, tmp_path: Path
+) -> None:
+    history = demo_history(tmp_path)
+
+    text = run(
+        redis_url, "protocol", "simulate", "achilles-tendinopathy@1", "--events", str(history)
+    )
+    as_json = run(redis_url, "protocol", "simulate", "achilles-tendinopathy@1",
+                  "--events", str(history), "--json")  # fmt: skip
+
+    assert text.returncode == 0, text.stdout
+    assert "UNLOCKED  start-loading -> start-strengthening" in text.stdout
+    assert "REGRESSED start-strengthening -> start-loading" in text.stdout
+    assert "HIT  step_back pain-over-5-twice" in text.stdout
+    decisions = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [d["outcome"] for d in decisions].count("regressed") == 1
+    assert all(d["criteria"] for d in decisions[1:])
+
+
+def test_replay_shows_what_another_protocol_version_would_have_decided(
+    redis_url: str, tmp_path: Path
+) -> None:
+    import asyncio
+
+    import redis.asyncio as aredis
+
+    from rehabgate.services.gatekeeper.process import Entry, process_batch
+    from rehabgate.services.gatekeeper.protocol_files import SHIPPED_DIR, load_protocols
+    from rehabgate.services.gatekeeper.store import RedisClientStore
+
+    client = f"replay-{uuid.uuid4().hex[:6]}"
+    lines = demo_history(tmp_path, "steady").read_text().replace("steady-t", client).splitlines()
+
+    async def store_history() -> None:
+        r = aredis.Redis.from_url(redis_url)
+        entries = [Entry(f"{i + 1}-0", {b"event": line.encode()}) for i, line in enumerate(lines)]
+        await process_batch(entries, RedisClientStore(r, 1), load_protocols())
+        await r.aclose()
+
+    asyncio.run(store_history())
+    clinic = tmp_path / "clinic-protocols"
+    clinic.mkdir()
+    v2 = (SHIPPED_DIR / "achilles-tendinopathy@1.yaml").read_text()
+    v2 = v2.replace("version: 1", "version: 2").replace("min_days: 14", "min_days: 10")
+    (clinic / "achilles-tendinopathy@2.yaml").write_text(v2)
+
+    result = subprocess.run(
+        [*REHABGATE, "replay", client, "--protocol", "achilles-tendinopathy@2"],
+        env={**os.environ, "REDIS_URL": redis_url, "REHABGATE_PROTOCOL_DIRS": json.dumps([str(clinic)])},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "differ" in result.stdout
+    assert "held (start-loading) -> unlocked (start-strengthening)" in result.stdout

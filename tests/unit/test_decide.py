@@ -632,6 +632,10 @@ def test_decide_moves_at_most_one_stage_never_unlocks_when_flagged_and_is_determ
             assert after == before
         if state.status == "flagged" and item.event_type != "clinician.action":
             assert evaluation.outcome != "unlocked"
+        if evaluation.outcome in ("unlocked", "completed") and evaluation.decided_by == "rules":
+            exits = [c for c in evaluation.criteria if c.role == "exit"]
+            assert exits
+            assert all(c.status == "passed" for c in exits)  # unknown never unlocks
         label(f"{state.status} -> {evaluation.outcome}")
         moves += after != before
         state = decision.state
