@@ -77,7 +77,7 @@ class _Script:
 
 def demo_events(run_id: str, seed: int = 7) -> list[dict[str, Any]]:
     """Every event of the demo, in publishing order (interleaved by day, like a clinic)."""
-    script = _Script(run_id, random.Random(seed))
+    script = _Script(run_id, random.Random(f"{seed}-{run_id}"))
     for client in ("steady", "flare", "swelling"):
         script.enrol(client)
     script.add("swelling", "client.contact.updated", 0, 9, channel="stream",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rehabgate.services.common.settings import Settings
 
+from . import dead_letters, trim
 from .stack import STATE_DIR, URL_FILE, Stack
 
 
@@ -27,11 +28,21 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("notifier", help="run the notifier service (needs REDIS_URL)")
     health = commands.add_parser("health", help="exit 0 if SERVICE is consuming")
     health.add_argument("service", choices=["gatekeeper", "notifier"])
+    dead_letters.configure(commands.add_parser("dlq", help="list or replay dead letters"))
+    commands.add_parser("trim", help="trim consumed, expired entries from the work streams")
     schemas = commands.add_parser("schemas", help="JSON Schema files of the contract")
     schemas.add_argument("action", choices=["export", "check"])
-    protocol = commands.add_parser("protocol", help="protocol files")
-    protocol.add_argument("action", choices=["check"])
-    protocol.add_argument("paths", nargs="*", type=Path, help="directories of protocol files")
+    protocol = commands.add_parser("protocol", help="check protocol files, simulate histories")
+    protocol_commands = protocol.add_subparsers(dest="action", required=True)
+    check = protocol_commands.add_parser("check", help="validate protocol files")
+    check.add_argument("paths", nargs="*", type=Path, help="protocol files or directories")
+    simulate = protocol_commands.add_parser("simulate", help="replay a history through a protocol")
+    simulate.add_argument("protocol", help="id@version")
+    simulate.add_argument("--events", type=Path, required=True, help="JSON lines of one client")
+    simulate.add_argument("--json", action="store_true", help="one JSON object per decision")
+    replay = commands.add_parser("replay", help="a stored client's history under another version")
+    replay.add_argument("client")
+    replay.add_argument("--protocol", required=True, help="id@version to compare with")
     args = parser.parse_args(argv)
     settings = Settings()
     return int(COMMANDS[args.command](args, settings) or 0)
@@ -75,7 +86,13 @@ def _service(args: argparse.Namespace, settings: Settings) -> int:
         from rehabgate.services.gatekeeper.app import create_app
     else:
         from rehabgate.services.notifier.app import create_app
-    asyncio.run(create_app(settings).run())
+    from rehabgate.services.common.lifecycle import ConsumerGroupLost
+
+    try:
+        asyncio.run(create_app(settings).run())
+    except ConsumerGroupLost as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -104,16 +121,46 @@ def _schemas(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _protocol(args: argparse.Namespace, settings: Settings) -> int:
-    from rehabgate.services.gatekeeper.protocol_files import ProtocolFileError, load_protocols
+    from rehabgate.services.gatekeeper.protocol_files import (
+        ProtocolFileError,
+        load_protocol,
+        load_protocols,
+    )
 
+    from .protocol_tools import HistoryError, read_history, render, simulate
+
+    files = [p for p in getattr(args, "paths", []) if p.is_file()]
+    dirs = [p for p in getattr(args, "paths", []) if not p.is_file()]
     try:
-        protocols = load_protocols([*settings.protocol_dirs, *args.paths])
+        protocols = dict(load_protocols([*settings.protocol_dirs, *dirs]))
+        protocols.update({p.ref: p for p in map(load_protocol, files)})
     except ProtocolFileError as exc:
         print(f"invalid protocol: {exc}")
         return 1
-    for ref, protocol in protocols.items():
-        print(f"ok {ref}: {len(protocol.stages)} stages")
+    if args.action == "check":
+        for ref, protocol in protocols.items():
+            print(f"ok {ref}: {len(protocol.stages)} stages")
+        return 0
+    if args.protocol not in protocols:
+        print(f"unknown protocol {args.protocol}; known: {', '.join(sorted(protocols))}")
+        return 2
+    try:
+        enrolment, events = read_history(args.events)
+    except HistoryError as exc:
+        print(f"invalid history: {exc}")
+        return 1
+    print(render(simulate(protocols[args.protocol], enrolment, events), args.json))
     return 0
+
+
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from .client_history import replay_stored
+
+    url = settings.redis_url or (URL_FILE.read_text().strip() if URL_FILE.is_file() else None)
+    if url is None:
+        print("replay: set REDIS_URL, or start `rehabgate up` in this directory first")
+        return 2
+    return replay_stored(url, settings, args.client, args.protocol)
 
 
 COMMANDS = {
@@ -123,8 +170,11 @@ COMMANDS = {
     "gatekeeper": _service,
     "notifier": _service,
     "health": _health,
+    "dlq": dead_letters.command,
+    "trim": trim.command,
     "schemas": _schemas,
     "protocol": _protocol,
+    "replay": _replay,
 }
 
 if __name__ == "__main__":

@@ -1,8 +1,18 @@
-"""The lifecycle both services share: consumer groups before subscribers start,
-a heartbeat while they run, and the Redis client closed at the end."""
+"""The lifecycle both services share: consumer groups (and pruning of dead
+consumers) before subscribers start, a heartbeat and periodic trimming while
+they run, and the Redis client closed at the end.
+
+A lost consumer group (FLUSHALL, a restore, XGROUP DESTROY) makes FastStream
+0.7.8 stop that subscriber for good and exit the app. The heartbeat stops at
+once (not every subscriber runs), the shutdown logs `consumer_group_lost` and
+the process exits non-zero, so a supervisor restarts it; the restart recreates
+the group at id 0 and re-reads what is left, as recognised duplicates.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 
 import structlog
@@ -10,40 +20,86 @@ from faststream import FastStream
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 
-from .consuming import ensure_group
+from .consuming import ensure_group, prune_idle_consumers
 from .heartbeat import Heartbeat
+from .retention import trim_stream
+from .settings import Settings
+
+
+class ConsumerGroupLost(RuntimeError):
+    """A subscriber stopped because its consumer group vanished; a restart recreates it."""
 
 
 def service_app(
     service: str,
     broker: RedisBroker,
     redis: Redis,
-    consumer: str,
+    settings: Settings,
     groups: Sequence[tuple[str, str]],
     log: structlog.typing.FilteringBoundLogger,
 ) -> FastStream:
-    """`groups`: (stream, group) pairs to create at id 0 before consuming."""
+    """`groups`: the (stream, group) pairs the service consumes; each group is
+    created at id 0 before consuming, and each stream is trimmed periodically."""
     app = FastStream(broker, logger=log)
+    consumer = settings.consumer
     heartbeat = Heartbeat(
         redis, service, consumer, alive=lambda: all(s.running for s in broker.subscribers)
     )
+    tasks: list[asyncio.Task[None]] = []
+    started = False
+    lost: list[str] = []
+    streams = list(dict.fromkeys(stream for stream, _ in groups))
+
+    async def keep_trimming() -> None:
+        """Trim each consumed stream every `trim_interval_s`; a failed round is
+        logged and retried on the next one (trimming is never urgent)."""
+        while True:
+            for stream in streams:
+                try:
+                    trimmed = await trim_stream(redis, stream, settings.retention_s)
+                except Exception as exc:  # never let maintenance stop for good
+                    log.warning("trim_failed", stream=stream, error=str(exc))
+                    continue
+                if trimmed.removed:
+                    log.info("stream_trimmed", stream=stream, removed=trimmed.removed,
+                             below=trimmed.below)  # fmt: skip
+            await asyncio.sleep(settings.trim_interval_s)
 
     @app.on_startup
     async def create_groups() -> None:
         for stream, group in groups:
             await ensure_group(redis, stream, group)
+            if pruned := await prune_idle_consumers(redis, stream, group):
+                log.info("consumers_pruned", stream=stream, group=group, consumers=pruned)
         log.info(f"{service}_starting", consumer=consumer)
 
     @app.after_startup
-    async def start_heartbeat() -> None:
+    async def start_background() -> None:
+        nonlocal started
+        started = True
         heartbeat.start()
+        tasks.append(asyncio.create_task(keep_trimming()))
 
     @app.on_shutdown
-    async def stop_heartbeat() -> None:
+    async def stop_background() -> None:
+        # Subscribers stop after these hooks, so one already stopped was stopped
+        # by FastStream: its group is gone (the only terminal error we can hit).
+        for subscriber in broker.subscribers:
+            if started and not subscriber.running:
+                sub = subscriber.stream_sub  # type: ignore[attr-defined]
+                lost.append(sub.name)
+                log.error("consumer_group_lost", stream=sub.name, group=sub.group,
+                          consumer=sub.consumer)  # fmt: skip
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await heartbeat.stop()
 
     @app.after_shutdown
     async def close_redis() -> None:
         await redis.aclose()
+        if lost:
+            raise ConsumerGroupLost(f"consumer group lost on {sorted(set(lost))}; restart")
 
     return app

@@ -51,11 +51,18 @@ class EmbeddedRedis:
     """`with EmbeddedRedis() as server: server.url` — a private server for this process."""
 
     def __init__(
-        self, data_dir: Path | None = None, appendonly: bool = True, port: int | None = None
+        self,
+        data_dir: Path | None = None,
+        appendonly: bool = True,
+        port: int | None = None,
+        appendfsync: str = "everysec",
     ) -> None:
+        """`appendfsync`: "always" fsyncs the AOF before each reply, so a SIGKILL of the
+        server loses no acknowledged write (the crash tests use it)."""
         self._own_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="rehabgate-redis-"))
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
         self.port = port or free_port()
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -72,7 +79,7 @@ class EmbeddedRedis:
             "--dir", str(self.data_dir),
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "everysec",
+            "--appendfsync", self.appendfsync,
             "--daemonize", "no",
             "--loglevel", "warning",
         ]  # fmt: skip

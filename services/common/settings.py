@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(
         default=5, ge=1, description="After this many deliveries an entry is dead-lettered."
     )
+    retention_s: float = Field(
+        default=7 * 24 * 3600,
+        ge=0,
+        description="Work-stream entries younger than this are never trimmed, even when consumed.",
+    )
+    trim_interval_s: float = Field(
+        default=60, gt=0, description="How often each service trims the streams it consumes."
+    )
     protocol_dirs: list[Path] = Field(
         default_factory=list, description="Extra directories of clinic protocol YAML files."
     )

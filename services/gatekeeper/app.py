@@ -17,15 +17,15 @@ from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
 from redis.asyncio import Redis
 
-from rehabgate.schemas.streams import GATEKEEPER_GROUP, INBOUND
-from rehabgate.services.common.consuming import delivery_counts
+from rehabgate.schemas.streams import GATEKEEPER_GROUP, INBOUND, INBOUND_DEAD_LETTER
+from rehabgate.services.common.consuming import dead_letter_exhausted, raw_entries
 from rehabgate.services.common.lifecycle import service_app
 from rehabgate.services.common.logging import configure_logging
 from rehabgate.services.common.settings import Settings
 
 from .process import Entry, Report, process_batch
 from .protocol_files import load_protocols
-from .store import DeadLetter, RedisClientStore
+from .store import RedisClientStore
 
 
 def create_app(settings: Settings | None = None) -> FastStream:
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastStream:
         clinician.action, client.contact.updated, client.discharged), JSON in the
         entry field `event`. Each is applied once, recognised as a duplicate, or
         dead-lettered with a reason; decisions go to progression.evaluated."""
-        await apply(_entries(msg), reclaimed=False)
+        await apply([Entry(i, f) for i, f in raw_entries(msg)], reclaimed=False)
 
     @broker.subscriber(
         stream=StreamSub(
@@ -67,26 +67,15 @@ def create_app(settings: Settings | None = None) -> FastStream:
     async def on_inbound_reclaimed(msg: RedisBatchStreamMessage) -> None:
         """Entries left pending by a crashed consumer or a failed batch, re-applied
         idempotently; dead-lettered after `max_deliveries` attempts."""
-        entries = _entries(msg)
-        counts = await delivery_counts(
-            redis, INBOUND, GATEKEEPER_GROUP, [e.entry_id.encode() for e in entries]
-        )
-        exhausted = [e for e in entries if counts[e.entry_id.encode()] > settings.max_deliveries]
-        if exhausted:
-            await store.dead_letter(
-                DeadLetter(
-                    e.entry_id,
-                    f"gave up after {settings.max_deliveries} deliveries",
-                    e.fields.get(b"event", b""),
-                )
-                for e in exhausted
-            )
-        await apply([e for e in entries if e not in exhausted], reclaimed=True)
+        rest = await dead_letter_exhausted(
+            redis, raw_entries(msg), stream=INBOUND, group=GATEKEEPER_GROUP,
+            dead_letter_stream=INBOUND_DEAD_LETTER, max_deliveries=settings.max_deliveries,
+            log=log,
+        )  # fmt: skip
+        await apply([Entry(i, f) for i, f in rest], reclaimed=True)
 
     log.info("protocols_loaded", protocols=sorted(protocols))
-    return service_app(
-        "gatekeeper", broker, redis, settings.consumer, [(INBOUND, GATEKEEPER_GROUP)], log
-    )
+    return service_app("gatekeeper", broker, redis, settings, [(INBOUND, GATEKEEPER_GROUP)], log)
 
 
 def _log_fate(
@@ -117,11 +106,3 @@ def _log_fate(
         reclaimed=reclaimed,
         **ids,
     )
-
-
-def _entries(msg: RedisBatchStreamMessage) -> list[Entry]:
-    raw = msg.raw_message
-    return [
-        Entry(entry_id.decode(), fields)
-        for entry_id, fields in zip(raw["message_ids"], raw["data"], strict=True)
-    ]

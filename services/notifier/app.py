@@ -1,7 +1,8 @@
 """The notifier service: FastStream wiring only.
 
 Per partition, a main subscriber reads decisions in batches and a claimer
-recovers batches another notifier left pending. Delivery is idempotent on the
+recovers batches another notifier left pending, dead-lettering a decision once
+it has been delivered `max_deliveries` times. Delivery is idempotent on the
 decision id, so a re-run never sends a second message.
 Run with: faststream run --factory rehabgate.services.notifier.app:create_app
 """
@@ -16,7 +17,12 @@ from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
 from redis.asyncio import Redis
 
-from rehabgate.schemas.streams import NOTIFIER_GROUP, evaluated_stream
+from rehabgate.schemas.streams import (
+    NOTIFIER_GROUP,
+    evaluated_dead_letter_stream,
+    evaluated_stream,
+)
+from rehabgate.services.common.consuming import RawEntry, dead_letter_exhausted, raw_entries
 from rehabgate.services.common.lifecycle import service_app
 from rehabgate.services.common.logging import configure_logging
 from rehabgate.services.common.settings import Settings
@@ -38,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastStream:
         _subscribe(broker, redis, settings, partition, log)
 
     groups = [(evaluated_stream(p), NOTIFIER_GROUP) for p in range(settings.partitions)]
-    return service_app("notifier", broker, redis, settings.consumer, groups, log)
+    return service_app("notifier", broker, redis, settings, groups, log)
 
 
 def _subscribe(
@@ -51,20 +57,32 @@ def _subscribe(
     stream = evaluated_stream(partition)
     channel = StreamChannel(redis, partition)
 
+    async def handle(entries: list[RawEntry], reclaimed: bool) -> None:
+        if not entries:
+            return
+        fates = await process_decisions(entries, channel, redis)
+        log.info("decisions_handled", stream=stream, reclaimed=reclaimed, **fates)
+
+    @broker.subscriber(
+        stream=StreamSub(stream, group=NOTIFIER_GROUP, consumer=settings.consumer,
+                         batch=True, max_records=settings.batch_size),
+    )  # fmt: skip
     async def on_decisions(msg: RedisBatchStreamMessage) -> None:
         """progression.evaluated decisions: unlocked / regressed / flagged / completed
         become one plain-language message each on the client-messages stream, with a
         message.delivered receipt; held decisions need no message."""
-        raw = msg.raw_message
-        entries = [(i.decode(), f) for i, f in zip(raw["message_ids"], raw["data"], strict=True)]
-        fates = await process_decisions(entries, channel, redis)
-        log.info("decisions_handled", stream=stream, **fates)
+        await handle(raw_entries(msg), reclaimed=False)
 
-    handler = broker.subscriber(
-        stream=StreamSub(stream, group=NOTIFIER_GROUP, consumer=settings.consumer,
-                         batch=True, max_records=settings.batch_size),
-    )(on_decisions)  # fmt: skip
-    broker.subscriber(
+    @broker.subscriber(
         stream=StreamSub(stream, group=NOTIFIER_GROUP, consumer=f"{settings.consumer}-claimer",
                          batch=True, min_idle_time=settings.claim_idle_ms),
-    )(handler)  # fmt: skip
+    )  # fmt: skip
+    async def on_decisions_reclaimed(msg: RedisBatchStreamMessage) -> None:
+        """Decisions left pending by a crashed notifier or a failed batch, delivered
+        idempotently; dead-lettered after `max_deliveries` attempts."""
+        rest = await dead_letter_exhausted(
+            redis, raw_entries(msg), stream=stream, group=NOTIFIER_GROUP,
+            dead_letter_stream=evaluated_dead_letter_stream(partition),
+            max_deliveries=settings.max_deliveries, log=log,
+        )  # fmt: skip
+        await handle(rest, reclaimed=True)

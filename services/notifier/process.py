@@ -40,7 +40,8 @@ async def process_decisions(
             dead.xadd(
                 evaluated_dead_letter_stream(channel.partition),
                 {"reason": f"unreadable decision: {exc.error_count()} errors", "raw": raw,
-                 "source_stream": evaluated_stream(channel.partition), "source_id": entry_id},
+                 "source_stream": evaluated_stream(channel.partition), "source_id": entry_id,
+                 "dead_lettered_at": at.isoformat()},
             )  # fmt: skip
             fates["dead_lettered"] += 1
             continue

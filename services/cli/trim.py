@@ -1,0 +1,43 @@
+"""`rehabgate trim`: trim the work streams once, as the services do every
+`REHABGATE_TRIM_INTERVAL_S`, and print what was removed. Only entries every
+consumer group is done with and older than `REHABGATE_RETENTION_S` go; a stream
+without a consumer group is left alone (see services/common/retention.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from redis.asyncio import Redis
+
+from rehabgate.schemas.streams import INBOUND, evaluated_stream
+from rehabgate.services.common.retention import Trimmed, trim_stream
+from rehabgate.services.common.settings import Settings
+
+from .stack import URL_FILE
+
+
+def work_streams(partitions: int) -> list[str]:
+    """The streams the services consume: inbound, and each partition's decisions."""
+    return [INBOUND, *(evaluated_stream(p) for p in range(partitions))]
+
+
+async def trim_all(url: str, partitions: int, retention_s: float) -> list[Trimmed]:
+    client = Redis.from_url(url)
+    try:
+        return [await trim_stream(client, s, retention_s) for s in work_streams(partitions)]
+    finally:
+        await client.aclose()
+
+
+def command(args: argparse.Namespace, settings: Settings) -> int:
+    url = settings.redis_url or (URL_FILE.read_text().strip() if URL_FILE.is_file() else None)
+    if url is None:
+        print("trim: set REDIS_URL, or start `rehabgate up` in this directory first")
+        return 2
+    for result in asyncio.run(trim_all(url, settings.partitions, settings.retention_s)):
+        if result.removed is None:
+            print(f"{result.stream}: left alone (no consumer group)")
+        else:
+            print(f"{result.stream}: removed {result.removed} entries (below {result.below})")
+    return 0
