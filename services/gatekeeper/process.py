@@ -197,15 +197,16 @@ def _decide(snap: Snapshot, event: InboundEvent, protocols: Mapping[str, Protoco
 
 def _commit_for(snap: Snapshot, event: InboundEvent, decision: Decision) -> Commit:
     evaluation = decision.evaluation
+    decision_json = evaluation.model_dump_json() if evaluation else None
     entry_json, entry_hash = chain(
         snap.audit_head,
         {
-            "seq": snap.version + 1,
-            "event": event.model_dump(mode="json"),
-            "decision": evaluation.model_dump(mode="json") if evaluation else None,
-            "stage_after": decision.state.stage_id,
-            "status_after": decision.state.status,
-            "service_version": SERVICE_VERSION,
+            "seq": str(snap.version + 1),
+            "event": event.model_dump_json(),
+            "decision": decision_json or "null",
+            "stage_after": json.dumps(decision.state.stage_id),
+            "status_after": json.dumps(decision.state.status),
+            "service_version": json.dumps(SERVICE_VERSION),
         },
     )
     return Commit(
@@ -215,5 +216,5 @@ def _commit_for(snap: Snapshot, event: InboundEvent, decision: Decision) -> Comm
         state=decision.state,
         audit_entry=entry_json,
         audit_hash=entry_hash,
-        decision=evaluation.model_dump_json() if evaluation else None,
+        decision=decision_json,
     )

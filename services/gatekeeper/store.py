@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from redis.asyncio import Redis
 
@@ -57,9 +57,17 @@ class DeadLetter:
     raw: bytes
 
 
-def chain(previous_hash: str, entry: dict[str, Any]) -> tuple[str, str]:
-    """Serialise an audit entry linked to its predecessor; returns (json, hash)."""
-    body = json.dumps({**entry, "prev_hash": previous_hash}, sort_keys=True, separators=(",", ":"))
+def chain(previous_hash: str, parts: Mapping[str, str]) -> tuple[str, str]:
+    """Assemble an audit entry linked to its predecessor; returns (json, hash).
+
+    `parts` maps each key to its value already serialised as JSON: the event and
+    the decision are serialised once, by pydantic's Rust serialiser, and the same
+    text goes to the audit entry and the decision stream (re-encoding them here
+    cost more than the rest of the step). The hash covers the exact bytes stored.
+    """
+    members = [f'"prev_hash":{json.dumps(previous_hash)}']
+    members += [f"{json.dumps(key)}:{value}" for key, value in parts.items()]
+    body = "{" + ",".join(members) + "}"
     return body, hashlib.sha256((previous_hash + body).encode()).hexdigest()
 
 
