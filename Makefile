@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck up clean
+.PHONY: install demo test lint typecheck up clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "rehabgate needs Python >= 3.11 (set PYTHON=...)")'
@@ -32,6 +32,10 @@ typecheck: $(STAMP)
 	ln -sfn ../../../schemas build/typecheck/rehabgate/schemas
 	ln -sfn ../../../services build/typecheck/rehabgate/services
 	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p rehabgate
+
+# Never part of `make test`: minutes long, and its numbers are machine-dependent.
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 up: $(STAMP)
 	$(BIN)/rehabgate up

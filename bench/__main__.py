@@ -1,0 +1,97 @@
+"""`make bench`: rehabgate's gatekeeper and notifier against the raw Redis ceiling,
+measured in one run on this machine. Writes bench/results/latest.json and
+bench/results/latest.md and prints the table. Never part of `make test`.
+
+Sizes (environment): BENCH_CLIENTS (throughput workload, default 10000),
+BENCH_SECONDS (each latency run, default 60), BENCH_RATES (default "500,2000").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+from bench import measure
+from rehabgate.services.common.redis_server import EmbeddedRedis, server_binary
+
+RESULTS = Path(__file__).parent / "results"
+GOALS = {
+    "gatekeeper_ratio": (">=", 0.10),
+    "two_process_speedup": (">=", 1.6),
+    "p99_decision_ms_at_2000": ("<=", 25),
+    "p99_message_ms_at_2000": ("<=", 50),
+    "gatekeeper_rss_mb": ("<=", 150),
+    "audit_bytes_per_session_event": ("<=", 2048),
+}
+
+
+def main() -> int:
+    clients = int(os.environ.get("BENCH_CLIENTS", "10000"))
+    seconds = float(os.environ.get("BENCH_SECONDS", "60"))
+    rates = [int(r) for r in os.environ.get("BENCH_RATES", "500,2000").split(",")]
+    started = time.perf_counter()
+    with EmbeddedRedis(appendonly=False) as server:
+        url = server.url
+        print(f"bench: Redis {server_binary()} at {url}", flush=True)
+        raw = measure.run_async(measure.raw_loop(url, 100_000))
+        print(f"raw consume-and-ack: {raw:,.0f} events/s", flush=True)
+        one = measure.gatekeeper_throughput(url, 1, clients, days=1)
+        print(f"gatekeeper, 1 process: {one:,.0f} events/s", flush=True)
+        two = measure.gatekeeper_throughput(url, 2, clients, days=1)
+        print(f"gatekeeper, 2 processes: {two:,.0f} events/s", flush=True)
+        runs = {}
+        for rate in rates:
+            runs[rate] = measure.latency(url, rate, seconds, gatekeepers=2)
+            print(f"latency at {rate}/s: {runs[rate].summary()}", flush=True)
+        stored = measure.storage(url, clients=1000, days=10)
+        print(f"storage: {stored}", flush=True)
+    top = runs[max(rates)]
+    results = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": sys.version.split()[0], "redis_server": str(server_binary())},
+        "versions": {p: version(p) for p in ("rehabgate", "faststream", "redis", "pydantic")},
+        "raw_events_per_s": round(raw),
+        "gatekeeper_events_per_s": round(one),
+        "gatekeeper_ratio": round(one / raw, 3),
+        "gatekeeper_events_per_s_2_processes": round(two),
+        "two_process_speedup": round(two / one, 2),
+        "latency": {str(rate): run.summary() for rate, run in runs.items()},
+        "p99_decision_ms_at_2000": top.summary()["decision_p99_ms"],
+        "p99_message_ms_at_2000": top.summary()["message_p99_ms"],
+        "gatekeeper_rss_mb": round(top.rss_mb["gatekeeper"], 1),
+        "notifier_rss_mb": round(top.rss_mb["notifier"], 1),
+        "redis_bytes_per_client": round(stored["redis_bytes_per_client"]),
+        "audit_bytes_per_session_event": round(stored["audit_bytes_per_session_event"]),
+        "seconds": round(time.perf_counter() - started),
+        "sizes": {"clients": clients, "latency_seconds": seconds, "rates": rates},
+    }  # fmt: skip
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = render(results)
+    (RESULTS / "latest.md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
+def render(results: dict[str, object]) -> str:
+    rows = ["| measure | value | goal | met |", "|---|---|---|---|"]
+    for key in ("raw_events_per_s", "gatekeeper_events_per_s", "gatekeeper_ratio",
+                "gatekeeper_events_per_s_2_processes", "two_process_speedup",
+                "p99_decision_ms_at_2000", "p99_message_ms_at_2000", "gatekeeper_rss_mb",
+                "notifier_rss_mb", "redis_bytes_per_client", "audit_bytes_per_session_event"):  # fmt: skip
+        value = results[key]
+        goal = GOALS.get(key)
+        met = ""
+        if goal is not None and isinstance(value, int | float):
+            met = "yes" if (value >= goal[1] if goal[0] == ">=" else value <= goal[1]) else "NO"
+        rows.append(f"| {key} | {value} | {goal[0] + ' ' + str(goal[1]) if goal else ''} | {met} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

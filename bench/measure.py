@@ -1,0 +1,230 @@
+"""The benchmark's measurements, each against a running Redis. Every number is
+taken in the same run as the raw consume-and-ack ceiling it is compared with."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import redis
+import redis.asyncio as aredis
+
+from bench.workload import events
+from rehabgate.schemas.streams import (
+    GATEKEEPER_GROUP,
+    INBOUND,
+    NOTIFIER_GROUP,
+    client_messages_stream,
+    evaluated_stream,
+)
+
+RAW_STREAM = "bench:raw"
+
+
+def fill(client: redis.Redis, stream: str, payloads: Sequence[str]) -> list[bytes]:
+    ids: list[bytes] = []
+    pipe = client.pipeline(transaction=False)
+    for index, payload in enumerate(payloads, start=1):
+        pipe.xadd(stream, {"event": payload})
+        if index % 1000 == 0:
+            ids += pipe.execute()
+    ids += pipe.execute()
+    return ids
+
+
+async def raw_loop(url: str, n: int) -> float:
+    """The ceiling: XREADGROUP COUNT 100 + pipelined XACK, no work (as in the anchors)."""
+    sync = redis.Redis.from_url(url)
+    sync.delete(RAW_STREAM)
+    fill(sync, RAW_STREAM, [json.dumps({"i": i, "pain": 3}) for i in range(n)])
+    sync.xgroup_create(RAW_STREAM, "g", id="0")
+    r = aredis.Redis.from_url(url)
+    done, start = 0, time.perf_counter()
+    while done < n:
+        reply = await r.xreadgroup("g", "c", {RAW_STREAM: ">"}, count=100, block=1000)
+        if not reply:
+            break
+        ids = [entry_id for entry_id, _ in reply[0][1]]
+        await r.xack(RAW_STREAM, "g", *ids)
+        done += len(ids)
+    rate = done / (time.perf_counter() - start)
+    await r.aclose()
+    sync.delete(RAW_STREAM)
+    return rate
+
+
+@contextmanager
+def services(url: str, gatekeepers: int, notifiers: int) -> Iterator[dict[str, list[int]]]:
+    env = {**os.environ, "REDIS_URL": url, "REHABGATE_LOG_LEVEL": "WARNING"}
+    procs: dict[str, list[subprocess.Popen[bytes]]] = {"gatekeeper": [], "notifier": []}
+    for service, count in (("gatekeeper", gatekeepers), ("notifier", notifiers)):
+        for n in range(count):
+            procs[service].append(subprocess.Popen(
+                [sys.executable, "-m", "rehabgate.services.cli.main", service],
+                env={**env, "REHABGATE_CONSUMER": f"bench-{service}-{n}"},
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))  # fmt: skip
+    try:
+        yield {k: [p.pid for p in v] for k, v in procs.items()}
+    finally:
+        for process in (p for group in procs.values() for p in group):
+            process.terminate()
+        for process in (p for group in procs.values() for p in group):
+            process.wait(timeout=30)
+
+
+def group_state(client: redis.Redis, stream: str, group: str) -> dict[str, int]:
+    try:
+        groups = {g["name"].decode(): g for g in client.xinfo_groups(stream)}
+    except redis.ResponseError:
+        return {"read": 0, "lag": -1, "pending": -1}
+    g = groups.get(group)
+    if g is None:
+        return {"read": 0, "lag": -1, "pending": -1}
+    return {"read": int(g.get("entries-read") or 0), "lag": int(g.get("lag") or 0),
+            "pending": int(g["pending"])}  # fmt: skip
+
+
+def wait_drained(client: redis.Redis, total: int, timeout: float) -> tuple[float, float]:
+    """(time the first entry was read, time all were read and acked), perf_counter."""
+    first = None
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        state = group_state(client, INBOUND, GATEKEEPER_GROUP)
+        now = time.perf_counter()
+        if first is None and state["read"] > 0:
+            first = now
+        if state["read"] >= total and state["lag"] == 0 and state["pending"] == 0:
+            return first or now, now
+        time.sleep(0.02)
+    raise TimeoutError(f"gatekeeper did not drain {total} events in {timeout}s")
+
+
+def gatekeeper_throughput(url: str, processes: int, clients: int, days: int) -> float:
+    """Full processing rate of a pre-filled inbound stream, from the first read to
+    the last ack (start-up excluded), with `processes` gatekeepers."""
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    payloads = list(events(clients, days, seed=processes))
+    fill(client, INBOUND, payloads)
+    with services(url, processes, 0):
+        first, last = wait_drained(client, len(payloads), timeout=600)
+    return len(payloads) / (last - first)
+
+
+def _ms(entry_id: bytes) -> int:
+    return int(entry_id.split(b"-")[0])
+
+
+@dataclass
+class Latency:
+    rate: int
+    decision_ms: list[int]
+    message_ms: list[int]
+    rss_mb: dict[str, float]
+
+    def summary(self) -> dict[str, float | int]:
+        def pct(values: list[int], q: float) -> float:
+            return float(statistics.quantiles(values, n=100)[int(q) - 1]) if len(values) > 1 else 0.0
+
+        return {
+            "rate": self.rate,
+            "decisions": len(self.decision_ms),
+            "messages": len(self.message_ms),
+            **{f"decision_p{q}_ms": pct(self.decision_ms, q) for q in (50, 95, 99)},
+            **{f"message_p{q}_ms": pct(self.message_ms, q) for q in (50, 95, 99)},
+        }
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def latency(url: str, rate: int, seconds: float, gatekeepers: int) -> Latency:
+    """Publish at a fixed rate (half enrolments, which each get a welcome message,
+    half sessions of enrolled clients), then match each decision and message to its
+    inbound entry. Latencies use Redis stream ids, i.e. the server's clock on both
+    ends, with millisecond resolution."""
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    with services(url, gatekeepers, 1) as pids:
+        time.sleep(3)  # start-up is not what is measured
+        published: dict[str, int] = {}
+        tick, per_tick = 0.01, rate / 100
+        stream = events(clients=int(rate * seconds), days=1, seed=rate)
+        start = time.perf_counter()
+        sent, owed = 0, 0.0
+        while time.perf_counter() - start < seconds:
+            owed += per_tick
+            pipe = client.pipeline(transaction=False)
+            batch = []
+            while owed >= 1:
+                payload = next(stream, None)
+                if payload is None:
+                    break
+                batch.append(json.loads(payload)["event_id"])
+                pipe.xadd(INBOUND, {"event": payload})
+                owed -= 1
+            for event_id, entry_id in zip(batch, pipe.execute(), strict=True):
+                published[event_id] = _ms(entry_id)
+            sent += len(batch)
+            time.sleep(max(0.0, start + (sent / rate) - time.perf_counter()))
+        deadline = time.perf_counter() + 120
+        while time.perf_counter() < deadline:
+            g, n = (group_state(client, INBOUND, GATEKEEPER_GROUP),
+                    group_state(client, evaluated_stream(0), NOTIFIER_GROUP))  # fmt: skip
+            if g["lag"] == 0 and g["pending"] == 0 and n["lag"] == 0 and n["pending"] == 0:
+                break
+            time.sleep(0.1)
+        rss = {service: max(rss_mb(pid) for pid in ids) for service, ids in pids.items()}
+    decided: dict[str, int] = {}
+    decision_ms = []
+    for entry_id, fields in client.xrange(evaluated_stream(0)):
+        decision = json.loads(fields[b"event"])
+        cause = decision["cause_event_id"]
+        if cause in published:
+            decided[decision["decision_id"]] = published[cause]
+            decision_ms.append(_ms(entry_id) - published[cause])
+    message_ms = [
+        _ms(entry_id) - decided[json.loads(fields[b"message"])["decision_id"]]
+        for entry_id, fields in client.xrange(client_messages_stream(0))
+        if json.loads(fields[b"message"])["decision_id"] in decided
+    ]
+    return Latency(rate, decision_ms, message_ms, rss)
+
+
+def storage(url: str, clients: int, days: int) -> dict[str, float]:
+    """Redis memory per client, and audit bytes per session event, after a full run."""
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    payloads = list(events(clients, days, seed=99))
+    before = int(client.info("memory")["used_memory"])
+    fill(client, INBOUND, payloads)
+    with services(url, 1, 0):
+        wait_drained(client, len(payloads), timeout=600)
+    client.delete(INBOUND)  # the benchmark's input, not what rehabgate stores
+    used = int(client.info("memory")["used_memory"]) - before
+    audit_bytes = entries = 0
+    for key in client.scan_iter(match="rehabgate:*:audit", count=1000):
+        audit_bytes += int(client.memory_usage(key, samples=0) or 0)
+        entries += int(client.xlen(key))
+    return {
+        "redis_bytes_per_client": used / clients,
+        "audit_bytes_per_session_event": audit_bytes / max(entries, 1),
+    }
+
+
+def run_async(coro: object) -> float:
+    return asyncio.run(coro)  # type: ignore[arg-type]
