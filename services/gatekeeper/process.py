@@ -147,6 +147,16 @@ async def _round(
             fates[entry.entry_id] = "duplicate" if result == "duplicate" else "applied"
             snap.processed.add(str(event.event_id))
             continue
+        if (
+            snap.state is not None
+            and not isinstance(event, ClientEnrolled)
+            and snap.state.is_late(event)
+            and not snap.state.has_full_log()
+        ):
+            # Rare: an event older than the newest applied one. Its replay needs the
+            # whole history: what is committed, plus this batch's events so far.
+            committed = await store.load_log(event.client_id)
+            snap.state = snap.state.model_copy(update={"log": (*committed, *snap.state.log)})
         try:
             decision = _decide(snap, event, protocols)
         except Rejected as refusal:

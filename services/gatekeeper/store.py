@@ -13,14 +13,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from redis.asyncio import Redis
 
+from rehabgate.schemas.inbound import INBOUND_ADAPTER, ClientContactUpdated, ClientEnrolled
 from rehabgate.schemas.streams import INBOUND, INBOUND_DEAD_LETTER
 from rehabgate.services.common.keys import ClientKeys
 
-from .domain.history import ClientState
+from .domain.history import ClientState, ProgressEvent
 
 CommitResult = Literal["applied", "duplicate", "conflict"]
 GENESIS = "0" * 64
@@ -122,6 +123,20 @@ class RedisClientStore:
                 client=pipe,
             )
         return [r.decode() for r in await pipe.execute()]
+
+    async def load_log(self, client_id: str) -> tuple[ProgressEvent, ...]:
+        """Every progress event applied to a client, from its audit trail (which holds
+        each applied event exactly as decided), for replaying a late arrival."""
+        events: dict[str, ProgressEvent] = {}
+        entries = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await self.redis.xrange(self.keys(client_id).audit),
+        )
+        for _, fields in entries:
+            event = INBOUND_ADAPTER.validate_python(json.loads(fields[b"entry"])["event"])
+            if not isinstance(event, ClientEnrolled | ClientContactUpdated):
+                events.setdefault(str(event.event_id), event)
+        return tuple(events.values())
 
     async def store_contact(self, client_id: str, event_id: str, contact_json: str) -> str:
         keys = self.keys(client_id)

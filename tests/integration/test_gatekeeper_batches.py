@@ -145,6 +145,10 @@ async def test_concurrent_batches_on_one_client_serialise_without_loss(
 
     assert int(await async_redis.hget(store_a.keys(client).state, "version")) == 13
     assert await async_redis.xlen(store_a.keys(client).audit) == 13
+    state = (await store_a.load({client: ["-"]}))[client].state
+    assert state is not None
+    assert (state.applied, len(state.sessions), len(state.checkins)) == (12, 6, 6)
+    assert [s.occurred_at for s in state.sessions] == sorted(s.occurred_at for s in state.sessions)
     await store_b.redis.aclose()
 
 
@@ -162,3 +166,29 @@ async def test_audit_entries_form_a_hash_chain(async_redis: aredis.Redis) -> Non
         assert fields[b"hash"].decode() == digest
         previous = digest
     assert (await async_redis.hget(store.keys(client).state, "audit_head")).decode() == previous
+
+
+async def test_a_late_event_replays_the_committed_history_from_the_audit_trail(
+    async_redis: aredis.Redis,
+) -> None:
+    """The stored state holds no event log; a late arrival loads it from the audit
+    trail (committed events plus this batch's) and ends in the in-order state."""
+    store = RedisClientStore(async_redis, partitions=1)
+    client = unique_client()
+    days = [session(client, d) for d in range(4)]
+    await process_batch(entries(enrolment(client), days[0], days[2]), store, PROTOCOLS)
+    late_flare = session(client, 1, pain=7)
+
+    report = await process_batch(entries(days[3], late_flare), store, PROTOCOLS)
+
+    assert set(report.fates.values()) == {"applied"}
+    decisions = await decisions_for(async_redis, client)
+    assert decisions[-1].outcome == "flagged"
+    assert decisions[-1].summary.startswith("late session.logged")
+    state = (await store.load({client: ["-"]}))[client].state
+    assert state is not None
+    assert state.status == "flagged"
+    assert state.applied == 4
+    assert [s.pain_during for s in state.sessions] == [2, 7, 2, 2]
+    raw = await async_redis.hget(store.keys(client).state, "state")
+    assert b'"log"' not in raw  # the stored state stays small

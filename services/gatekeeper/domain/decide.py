@@ -27,6 +27,7 @@ from .history import (
     ApprovalRecord,
     CheckinRecord,
     ClientState,
+    IncompleteHistory,
     ProgressEvent,
     SessionRecord,
     event_order,
@@ -117,6 +118,10 @@ def replay(
 
 
 def _late(protocol: Protocol, state: ClientState, event: ProgressEvent) -> Decision:
+    if not state.has_full_log():
+        raise IncompleteHistory(
+            f"late event needs all {state.applied} logged events, got {len(state.log)}"
+        )
     key = event_order(event)
     earlier = [e for e in state.log if event_order(e) < key]
     own_decision = decide(protocol, replay(protocol, state.enrolment, earlier)[-1].state, event)

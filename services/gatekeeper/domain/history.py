@@ -1,13 +1,16 @@
 """A client's recorded place and history: the input the decision is computed from.
 
-The state keeps the events themselves (`log`, in event-time order) so that any
-history can be replayed, plus the records criteria read (sessions, check-ins,
-approvals) and the stage each session was logged at.
+The state holds the records criteria read (sessions, check-ins, approvals, and
+the stage each session was logged at), pruned to what any criterion can still
+look at, so a step costs the same on day 300 as on day 3. The full event `log`
+is needed only to replay a history (a late event, a protocol replay); it is not
+part of the stored state: the caller supplies it, complete, when an event is late
+(the audit trail holds every applied event).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -23,6 +26,15 @@ from rehabgate.schemas.inbound import (
 Status = Literal["active", "flagged", "on_hold", "completed", "discharged"]
 ProgressEvent = SessionLogged | CheckinLogged | ClinicianAction | ClientDischarged
 LoggedEvent = Annotated[ProgressEvent, Field(discriminator="event_type")]
+
+
+#: How far back criteria look (the longest trend window, twice): older records
+#: outside the current stage are dropped from the state; replays rebuild them.
+RECORD_HORIZON = timedelta(days=56)
+
+
+class IncompleteHistory(Exception):
+    """A late event needs the client's full log, and the caller did not supply it."""
 
 
 def event_order(event: ClientEnrolled | ProgressEvent) -> tuple[datetime, str]:
@@ -108,7 +120,9 @@ class ClientState(Record):
     stage_entered_at: AwareDatetime
     status: Status = "active"
     enrolment: ClientEnrolled
-    log: tuple[LoggedEvent, ...] = ()
+    newest: tuple[AwareDatetime, str] | None = None
+    applied: int = 0
+    log: tuple[LoggedEvent, ...] = Field(default=(), exclude=True)
     sessions: tuple[SessionRecord, ...] = ()
     checkins: tuple[CheckinRecord, ...] = ()
     approvals: tuple[ApprovalRecord, ...] = ()
@@ -134,15 +148,32 @@ class ClientState(Record):
         return None
 
     def is_late(self, event: ProgressEvent) -> bool:
-        """Whether the event happened before the newest one already recorded."""
-        return bool(self.log) and event_order(event) < event_order(self.log[-1])
+        """Whether the event happened before the newest one already applied."""
+        return self.newest is not None and event_order(event) < self.newest
+
+    def has_full_log(self) -> bool:
+        return len(self.log) == self.applied
 
     def knows(self, event: ProgressEvent) -> bool:
+        """Whether the event is in the log held in memory (the service's processed
+        markers are the authority on what was applied; this keeps pure replays and
+        in-memory histories idempotent too)."""
         return any(e.event_id == event.event_id for e in self.log)
 
     def logged(self, event: ProgressEvent) -> ClientState:
-        """This state with `event` appended to the log (callers keep time order)."""
-        return self.model_copy(update={"log": (*self.log, event)})
+        """This state after applying `event` in time order: logged, counted, and
+        with records no criterion can look at any more dropped."""
+        newest = max(self.newest, event_order(event)) if self.newest else event_order(event)
+        keep_since = min(self.stage_entered_at, newest[0] - RECORD_HORIZON)
+        return self.model_copy(
+            update={
+                "log": (*self.log, event),
+                "newest": newest,
+                "applied": self.applied + 1,
+                "sessions": tuple(s for s in self.sessions if s.occurred_at >= keep_since),
+                "checkins": tuple(c for c in self.checkins if c.occurred_at >= keep_since),
+            }
+        )
 
     def with_session(self, record: SessionRecord) -> ClientState:
         """Add a session; a re-sent session id replaces the earlier log (a correction)."""
