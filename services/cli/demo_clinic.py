@@ -1,8 +1,11 @@
-"""The scripted clinic of `rehabgate demo`: three clients on the Achilles protocol.
+"""The scripted clinic of `rehabgate demo`: five clients on three protocols.
 
+Achilles tendinopathy:
 - steady: a clean course; stage 2 unlocks after two weeks.
 - flare: unlocks stage 2, then two painful sessions in a row step back to stage 1.
 - swelling: reports new swelling, is flagged to the physio, who approves resuming.
+Return to running: runner walks 30 minutes, then starts and completes walk-run.
+Six-week strength block: lifter progresses week by week by the 2-for-2 rule.
 
 Pure data: ids and times are generated from a seed and a start date.
 """
@@ -47,27 +50,43 @@ class _Script:
             }
         )
 
-    def enrol(self, client: str) -> None:
-        self.add(client, "client.enrolled", 0, 8, protocol=PROTOCOL, start_date=START.isoformat())
+    def enrol(self, client: str, protocol: str = PROTOCOL) -> None:
+        self.add(client, "client.enrolled", 0, 8, protocol=protocol, start_date=START.isoformat())
 
     def session(self, client: str, day: int, pain: int, **extra: Any) -> None:
-        self.add(
-            client,
-            "session.logged",
-            day,
-            18,
-            session_id=f"s{day}-{self._id()[:8]}",
-            pain_during=pain,
-            completed=True,
-            exercises=[{"exercise_id": "one-leg-heel-raise", "sets": [{"reps": 10}] * 3}],
-            **extra,
+        extra.setdefault(
+            "exercises", [{"exercise_id": "one-leg-heel-raise", "sets": [{"reps": 10}] * 3}]
         )
+        self.add(
+            client, "session.logged", day, 18,
+            session_id=f"s{day}-{self._id()[:8]}", pain_during=pain, completed=True, **extra,
+        )  # fmt: skip
 
     def checkin(self, client: str, day: int, pain: int, swelling: bool = False) -> None:
         self.add(
             client, "checkin.logged", day, 7,
             morning_pain=pain, morning_stiffness=pain, swelling=swelling,
         )  # fmt: skip
+
+    def walk_or_run(self, client: str, day: int, **session: Any) -> None:
+        """Return to running: pain-free, no limp, checked in the next morning."""
+        self.session(client, day, pain=session.pop("pain", 1), observations={"limp": False},
+                     **session)  # fmt: skip
+        self.checkin(client, day + 1, pain=1)
+
+    def lift(
+        self, client: str, day: int, rpe: float, squat_kg: float, sets: int, reps: int
+    ) -> None:
+        """Squat and deadlift; the last set of each at `rpe`, earlier sets one lower."""
+        exercises = [
+            {"exercise_id": name, "sets": [{"reps": reps, "load_kg": load,
+                                             "rpe": rpe if n == sets - 1 else rpe - 1}
+                                            for n in range(sets)]}
+            for name, load in (("back-squat", squat_kg), ("deadlift", squat_kg * 1.2))
+        ]  # fmt: skip
+        self.add(client, "session.logged", day, 18, session_id=f"s{day}-{self._id()[:8]}",
+                 pain_during=1, completed=True, exercises=exercises)  # fmt: skip
+        self.checkin(client, day + 1, pain=1)
 
     def good_day(self, client: str, day: int) -> None:
         metrics = {"single_leg_heel_raise_reps": 8 + day // 3} if day % 3 == 0 else {}
@@ -80,6 +99,8 @@ def demo_events(run_id: str, seed: int = 7) -> list[dict[str, Any]]:
     script = _Script(run_id, random.Random(f"{seed}-{run_id}"))
     for client in ("steady", "flare", "swelling"):
         script.enrol(client)
+    script.enrol("runner", "return-to-run-5k-10k@1")
+    script.enrol("lifter", "strength-block-6wk@1")
     script.add("swelling", "client.contact.updated", 0, 9, channel="stream",
                address="demo-inbox", locale="en")  # fmt: skip
     for day in range(0, 21):
@@ -100,7 +121,26 @@ def demo_events(run_id: str, seed: int = 7) -> list[dict[str, Any]]:
                        clinician_id="physio-7")  # fmt: skip
         elif day != 6:
             script.good_day("swelling", day)
+        if day <= 2:
+            walked = {"brisk_walk_minutes": 20 + 5 * day} | (
+                {"arc_screen_tests_passed": 5} if day == 2 else {}
+            )
+            script.walk_or_run("runner", day, pain=0, metrics=walked)
+        elif day in (4, 6, 8, 10, 12, 14):
+            minutes = 12 + 2 * ((day - 4) // 4)
+            script.walk_or_run(
+                "runner", day, exercises=[{"exercise_id": "run", "sets": [{"reps": minutes}]}]
+            )
+        if day in LIFTS:
+            script.lift("lifter", day, *LIFTS[day])
     return script.events
+
+
+#: Strength block sessions: day -> (last-set RPE, squat kg, sets, reps).
+LIFTS = {
+    0: (7, 60, 3, 8), 3: (7, 62.5, 3, 8), 7: (7.5, 67.5, 3, 6), 10: (8, 70, 3, 6),
+    14: (8, 72.5, 4, 5), 17: (8, 75, 4, 5),
+}  # fmt: skip
 
 
 def demo_lines(run_id: str) -> list[str]:

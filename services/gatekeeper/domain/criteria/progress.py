@@ -118,7 +118,11 @@ class EffortAtMost(Kind):
     def evaluate(self, state: ClientState, now: datetime) -> CriterionResult:
         window = f"last {self.last_sessions} sessions"
         client_text = f"last sets feeling no harder than {num(self.max_rpe)}/10"
-        rated = [s for s in until(state.sessions_at_stage(), now) if s.last_set_rpe is not None]
+        rated = [
+            s
+            for s in until(state.sessions_at_stage(), now)
+            if s.last_set_rpe is not None and not s.deload
+        ]
         recent = rated[-self.last_sessions :]
         if len(recent) < self.last_sessions:
             return self._result(
