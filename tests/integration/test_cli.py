@@ -132,3 +132,31 @@ def test_replay_shows_what_another_protocol_version_would_have_decided(
     assert result.returncode == 0, result.stdout + result.stderr
     assert "differ" in result.stdout
     assert "held (start-loading) -> unlocked (start-strengthening)" in result.stdout
+
+
+def test_up_starts_an_embedded_redis_and_both_services_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from rehabgate.services.cli.health import check
+
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    up = subprocess.Popen([*REHABGATE, "up"], cwd=tmp_path, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    try:
+        url_file = tmp_path / ".rehabgate" / "redis.url"
+        deadline = time.monotonic() + 30
+        while not url_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        url = url_file.read_text()
+        healthy: dict[str, bool] = {}
+        while not all(healthy.values()) or not healthy:
+            assert time.monotonic() < deadline, healthy
+            healthy = {s: check(url, s)[0] for s in ("gatekeeper", "notifier")}
+            time.sleep(0.2)
+    finally:
+        up.send_signal(signal.SIGINT)
+        out, _ = up.communicate(timeout=60)
+    assert up.returncode == 0
+    assert "REDIS_URL=redis://127.0.0.1:" in out
+    assert (tmp_path / ".rehabgate" / "redis" / "appendonlydir").is_dir()  # AOF on
