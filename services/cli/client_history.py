@@ -11,6 +11,7 @@ from rehabgate.services.common.keys import ClientKeys
 from rehabgate.services.common.settings import Settings
 from rehabgate.services.gatekeeper.domain import ClientState
 from rehabgate.services.gatekeeper.protocol_files import load_protocols
+from rehabgate.services.gatekeeper.store import events_in_audit
 
 from .protocol_tools import differences, simulate
 
@@ -20,6 +21,7 @@ def replay_stored(url: str, settings: Settings, client_id: str, other_ref: str) 
     keys = ClientKeys.of(client_id, settings.partitions)
     client = redis.Redis.from_url(url)
     raw = cast(bytes | None, client.hget(keys.state, "state"))
+    audit = cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(keys.audit))
     client.close()
     if raw is None:
         print(f"replay: no client {client_id}")
@@ -28,8 +30,9 @@ def replay_stored(url: str, settings: Settings, client_id: str, other_ref: str) 
     if other_ref not in protocols or state.protocol not in protocols:
         print(f"replay: unknown protocol; known: {', '.join(sorted(protocols))}")
         return 2
-    current = simulate(protocols[state.protocol], state.enrolment, state.log)
-    other = simulate(protocols[other_ref], state.enrolment, state.log)
+    log = events_in_audit(fields for _, fields in audit)
+    current = simulate(protocols[state.protocol], state.enrolment, log)
+    other = simulate(protocols[other_ref], state.enrolment, log)
     changed = differences(current, other)
     print(f"{client_id}: {len(current)} decisions under {state.protocol}, "
           f"{len(other)} under {other_ref}; {len(changed)} differ")  # fmt: skip

@@ -72,6 +72,17 @@ def chain(previous_hash: str, parts: Mapping[str, str]) -> tuple[str, str]:
     return body, hashlib.sha256((previous_hash + body).encode()).hexdigest()
 
 
+def events_in_audit(entries: Iterable[Mapping[bytes, bytes]]) -> tuple[ProgressEvent, ...]:
+    """The progress events of a client's audit entries (each applied event is in its
+    entry exactly as decided), once each, in audit order."""
+    events: dict[str, ProgressEvent] = {}
+    for fields in entries:
+        event = INBOUND_ADAPTER.validate_python(json.loads(fields[b"entry"])["event"])
+        if not isinstance(event, ClientEnrolled | ClientContactUpdated):
+            events.setdefault(str(event.event_id), event)
+    return tuple(events.values())
+
+
 class RedisClientStore:
     def __init__(self, redis: Redis, partitions: int) -> None:
         self.redis = redis
@@ -125,18 +136,12 @@ class RedisClientStore:
         return [r.decode() for r in await pipe.execute()]
 
     async def load_log(self, client_id: str) -> tuple[ProgressEvent, ...]:
-        """Every progress event applied to a client, from its audit trail (which holds
-        each applied event exactly as decided), for replaying a late arrival."""
-        events: dict[str, ProgressEvent] = {}
+        """Every progress event applied to a client, for replaying a late arrival."""
         entries = cast(
             list[tuple[bytes, dict[bytes, bytes]]],
             await self.redis.xrange(self.keys(client_id).audit),
         )
-        for _, fields in entries:
-            event = INBOUND_ADAPTER.validate_python(json.loads(fields[b"entry"])["event"])
-            if not isinstance(event, ClientEnrolled | ClientContactUpdated):
-                events.setdefault(str(event.event_id), event)
-        return tuple(events.values())
+        return events_in_audit(fields for _, fields in entries)
 
     async def store_contact(self, client_id: str, event_id: str, contact_json: str) -> str:
         keys = self.keys(client_id)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from rehabgate.services.gatekeeper.domain import ClientState, decide, enroll
 from rehabgate.services.gatekeeper.domain.decide import ProgressEvent, replay
 from rehabgate.services.gatekeeper.protocol_files import load_protocols
-from tests.unit.builders import a_checkin, a_session, an_enrolment, at
+from tests.unit.builders import a_checkin, a_clinician_action, a_session, an_enrolment, at
 from tests.unit.test_decide import _events_from, day_step
 
 ACHILLES = load_protocols()["achilles-tendinopathy@1"]
@@ -79,3 +79,18 @@ def test_a_late_painful_session_explains_the_re_evaluation() -> None:
     assert decision.evaluation.outcome == "flagged"
     assert decision.evaluation.summary.startswith("late session.logged")
     assert decision.state.status == "flagged"
+
+
+def test_a_late_clinician_action_is_still_recorded_as_the_clinicians() -> None:
+    state = enroll(ACHILLES, None, ENROLMENT).state
+    for day in range(3):
+        state = decide(ACHILLES, state, a_session(occurred_at=at(days=day, hours=18))).state
+    late_hold = a_clinician_action(action="hold", occurred_at=at(days=1, hours=9))
+
+    decision = decide(ACHILLES, state, late_hold)
+
+    assert decision.evaluation is not None
+    assert decision.evaluation.decided_by == "clinician"
+    assert decision.evaluation.clinician_id == late_hold.clinician_id
+    assert decision.evaluation.clinician_reason == late_hold.reason
+    assert decision.state.status == "on_hold"

@@ -153,6 +153,7 @@ def _late(protocol: Protocol, state: ClientState, event: ProgressEvent) -> Decis
         _evaluated(
             protocol, event, final, outcome, state.stage_id,
             own.criteria if own is not None else (), summary,
+            event if isinstance(event, ClinicianAction) else None,
         ),
     )  # fmt: skip
 
