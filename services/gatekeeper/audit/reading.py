@@ -1,0 +1,84 @@
+"""Reading audit trails from Redis: the only part of the audit package that does I/O.
+
+A client's state hash (chain head, version, state) and its audit stream are read in
+one MULTI/EXEC, so a verification never compares entries with a head from another
+moment. Both share the client's hash tag, so this works on Redis Cluster too.
+The CLI runs these coroutines with `asyncio.run`, so there is one implementation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from rehabgate.schemas.streams import PREFIX
+from rehabgate.services.common.keys import ClientKeys
+from rehabgate.services.gatekeeper.domain.history import ClientState
+
+from .verify import Head, StoredEntry
+
+_CLIENT_KEY = re.compile(
+    rf"^{re.escape(PREFIX)}:\{{p(?P<partition>\d+)\}}:client:"
+    r"(?P<client>[A-Za-z0-9][A-Za-z0-9_.-]{1,63})(?::(?P<suffix>audit|processed|contact))?$"
+)
+
+
+@dataclass(frozen=True)
+class ClientAudit:
+    """One client's state (None when it has none) and audit entries, read together."""
+
+    keys: ClientKeys
+    state: ClientState | None
+    head: Head
+    entries: tuple[StoredEntry, ...]
+
+    @property
+    def client_id(self) -> str:
+        return self.keys.client_id
+
+    @property
+    def exists(self) -> bool:
+        return self.state is not None or bool(self.entries)
+
+
+async def read_client(redis: Redis, keys: ClientKeys) -> ClientAudit:
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hmget(keys.state, ["state", "version", "audit_head"])
+        pipe.xrange(keys.audit)
+        (raw_state, version, head), rows = await pipe.execute()
+    entries = tuple(
+        StoredEntry(
+            entry_id.decode(),
+            fields.get(b"entry", b"").decode(errors="replace"),
+            fields.get(b"hash", b"").decode(errors="replace"),
+        )
+        for entry_id, fields in rows
+    )
+    state = ClientState.model_validate_json(raw_state) if raw_state else None
+    present = raw_state is not None or version is not None or head is not None
+    return ClientAudit(
+        keys=keys,
+        state=state,
+        head=Head(head.decode() if head else None, int(version or 0))
+        if present
+        else Head(None, 0),
+        entries=entries,
+    )
+
+
+async def read_clients(redis: Redis, keys: Sequence[ClientKeys]) -> list[ClientAudit]:
+    return [await read_client(redis, k) for k in keys]
+
+
+async def client_keys(redis: Redis) -> list[ClientKeys]:
+    """Every client that has a state or an audit stream (SCAN, never KEYS), sorted."""
+    found: dict[str, ClientKeys] = {}
+    async for raw in redis.scan_iter(match=f"{PREFIX}:*:client:*", count=1000):
+        match = _CLIENT_KEY.match(raw.decode(errors="replace"))
+        if match and match["suffix"] in (None, "audit"):
+            client = match["client"]
+            found[client] = ClientKeys(client, int(match["partition"]))
+    return [found[c] for c in sorted(found)]
