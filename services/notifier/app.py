@@ -2,14 +2,17 @@
 
 Per partition, a main subscriber reads decisions in batches and a claimer
 recovers batches another notifier left pending, dead-lettering a decision once
-it has been delivered `max_deliveries` times. Delivery is idempotent on the
-decision id, so a re-run never sends a second message.
+it has been delivered `max_deliveries` times. Each batch goes into the outbox
+(exactly once per decision) and what is due on the client-messages stream is
+sent at once; the outbox loop sends the rest (quiet hours, coalescing windows,
+e-mail and webhooks). See the package docstring for the delivery guarantees.
 Run with: faststream run --factory rehabgate.services.notifier.app:create_app
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import structlog
 from faststream import FastStream
@@ -22,13 +25,58 @@ from rehabgate.schemas.streams import (
     evaluated_dead_letter_stream,
     evaluated_stream,
 )
-from rehabgate.services.common.consuming import RawEntry, dead_letter_exhausted, raw_entries
+from rehabgate.services.common.consuming import (
+    RawEntry,
+    dead_letter_exhausted,
+    raw_batch_parser,
+    raw_entries,
+)
 from rehabgate.services.common.lifecycle import service_app
 from rehabgate.services.common.logging import configure_logging
 from rehabgate.services.common.settings import Settings
 
-from .process import process_decisions
-from .stream_channel import StreamChannel
+from .channels.base import ChannelName, ExternalChannel
+from .channels.email import EmailChannel
+from .channels.retry import RetryPolicy
+from .channels.webhook import WebhookChannel
+from .loop import OutboxLoop
+from .outbox.store import Outbox
+from .process import Notifier, process_decisions
+from .rendering import Renderer
+from .sending import Dispatcher
+
+
+def build_notifier(
+    redis: Redis,
+    partition: int,
+    settings: Settings,
+    renderer: Renderer | None = None,
+    external: dict[ChannelName, ExternalChannel] | None = None,
+    log: structlog.typing.FilteringBoundLogger | None = None,
+) -> Notifier:
+    """One partition's notifier from settings (shared by the app and the tests)."""
+    outbox = Outbox(redis, partition)
+    dispatcher = Dispatcher(
+        outbox,
+        renderer or Renderer(settings.template_dir, settings.default_locale),
+        external if external is not None else external_channels(settings),
+        RetryPolicy(settings.delivery_attempts, settings.delivery_deadline_s,
+                    settings.delivery_backoff_s, settings.delivery_backoff_max_s),
+        held_digest=settings.held_digest,
+        log=log or structlog.get_logger("rehabgate.notifier"),
+    )  # fmt: skip
+    return Notifier(redis, outbox, dispatcher, timedelta(seconds=settings.coalesce_window_s),
+                    settings.held_digest)  # fmt: skip
+
+
+def external_channels(settings: Settings) -> dict[ChannelName, ExternalChannel]:
+    """The channels outside Redis that the settings configure."""
+    channels: dict[ChannelName, ExternalChannel] = {}
+    if (email := EmailChannel.from_settings(settings)) is not None:
+        channels["email"] = email
+    if settings.webhooks:
+        channels["webhook"] = WebhookChannel(settings.webhooks, settings.webhook_timeout_s)
+    return channels
 
 
 def create_app(settings: Settings | None = None) -> FastStream:
@@ -37,30 +85,54 @@ def create_app(settings: Settings | None = None) -> FastStream:
     log = structlog.get_logger("rehabgate.notifier")
     if not settings.redis_url:
         raise SystemExit("notifier: set REDIS_URL (or use `rehabgate up`)")
-    broker = RedisBroker(settings.redis_url, logger=log, log_level=logging.DEBUG)
+    broker = RedisBroker(
+        settings.redis_url, logger=log, log_level=logging.DEBUG, parser=raw_batch_parser
+    )
     redis = Redis.from_url(settings.redis_url)
+    renderer = Renderer(settings.template_dir, settings.default_locale)
+    external = external_channels(settings)
+    notifiers = [build_notifier(redis, p, settings, renderer, external, log)
+                 for p in range(settings.partitions)]  # fmt: skip
+    loop = OutboxLoop(notifiers, settings.outbox_poll_s, settings.batch_size, log)
 
-    for partition in range(settings.partitions):
-        _subscribe(broker, redis, settings, partition, log)
+    for notifier in notifiers:
+        _subscribe(broker, redis, settings, notifier, loop, log)
 
     groups = [(evaluated_stream(p), NOTIFIER_GROUP) for p in range(settings.partitions)]
-    return service_app("notifier", broker, redis, settings, groups, log)
+    app = service_app("notifier", broker, redis, settings, groups, log)
+
+    @app.after_startup
+    async def start_outbox_loop() -> None:
+        loop.start()
+        log.info("notifier_channels", channels=["stream", *sorted(external)])
+
+    @app.on_shutdown
+    async def stop_outbox_loop() -> None:
+        await loop.stop()
+        webhook = external.get("webhook")
+        if isinstance(webhook, WebhookChannel):
+            await webhook.close()
+
+    return app
 
 
 def _subscribe(
     broker: RedisBroker,
     redis: Redis,
     settings: Settings,
-    partition: int,
+    notifier: Notifier,
+    loop: OutboxLoop,
     log: structlog.typing.FilteringBoundLogger,
 ) -> None:
+    partition = notifier.partition
     stream = evaluated_stream(partition)
-    channel = StreamChannel(redis, partition)
 
     async def handle(entries: list[RawEntry], reclaimed: bool) -> None:
         if not entries:
             return
-        fates = await process_decisions(entries, channel, redis)
+        fates = await process_decisions(entries, notifier, send_external=False)
+        if fates["left_for_loop"]:
+            loop.wake()  # e-mail and webhooks are sent by the loop, off this handler
         log.info("decisions_handled", stream=stream, reclaimed=reclaimed, **fates)
 
     @broker.subscriber(
@@ -69,8 +141,10 @@ def _subscribe(
     )  # fmt: skip
     async def on_decisions(msg: RedisBatchStreamMessage) -> None:
         """progression.evaluated decisions: unlocked / regressed / flagged / completed
-        become one plain-language message each on the client-messages stream, with a
-        message.delivered receipt; held decisions need no message."""
+        (and held, with the held digest) become plain-language client messages, at
+        most one per decision, on the client's channel (default: the client-messages
+        stream) with a message.delivered or message.failed receipt per decision;
+        flags also alert the physio-alerts stream."""
         await handle(raw_entries(msg), reclaimed=False)
 
     @broker.subscriber(
@@ -78,7 +152,7 @@ def _subscribe(
                          batch=True, min_idle_time=settings.claim_idle_ms),
     )  # fmt: skip
     async def on_decisions_reclaimed(msg: RedisBatchStreamMessage) -> None:
-        """Decisions left pending by a crashed notifier or a failed batch, delivered
+        """Decisions left pending by a crashed notifier or a failed batch, taken in
         idempotently; dead-lettered after `max_deliveries` attempts."""
         rest = await dead_letter_exhausted(
             redis, raw_entries(msg), stream=stream, group=NOTIFIER_GROUP,

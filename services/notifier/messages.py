@@ -1,87 +1,121 @@
-"""What to tell a client about a decision, in plain words. Pure: no I/O, no clock.
+"""What to tell a client about one or several decisions. Pure: no I/O, no clock.
 
-Step-backs and flags are written to reassure, not alarm. Held decisions send
-nothing (a daily digest is a later feature): a client is told when something
-changes, and what the change asks of them.
+Each decision becomes a section in the words of its outcome's template: what
+happened, why (its criteria in the client's words) and what the stage now asks
+(the prescription). Step-backs and flags are written to reassure, not alarm.
+Held decisions send nothing unless the held digest is on, and a held section is
+dropped when a later decision in the same message supersedes it. Several
+sections become one "updates" message (see coalescing.py for when).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from rehabgate.schemas.outbound import ClientMessage, Prescription, ProgressionEvaluated
+from rehabgate.schemas.outbound import ClientMessage, ProgressionEvaluated
+
+from .rendering import Renderer
+
+_DEFAULT_RENDERER = Renderer()
 
 
-def compose(decision: ProgressionEvaluated, created_at: datetime) -> ClientMessage | None:
-    """The message for `decision`, or None when the outcome needs none."""
-    stage = f"{decision.to_stage_name} ({decision.to_stage_number} of {decision.stage_count})"
-    plan = _plan(decision.prescription)
-    if decision.outcome == "unlocked" and decision.from_stage is None:
-        title = "Welcome to your rehab programme"
-        body = f"You are starting {stage}.\n\n{plan}"
-    elif decision.outcome == "unlocked":
-        met = _reasons(decision, "exit", "passed")
-        title = f"You've unlocked {decision.to_stage_name}"
-        why = f"Well done: you met every goal of your last stage ({met})." if met else ""
-        if decision.decided_by == "clinician":
-            why = "Your physio has moved you on to the next stage."
-        body = f"{why}\n\nYou are now on {stage}. What changes:\n{plan}".strip()
-    elif decision.outcome == "regressed":
-        seen = _reasons(decision, "step_back", "failed", first_only=True)
-        because = f"Your recent logs showed {seen}. " if seen else ""
-        title = "Let's take a step back for a little while"
-        body = (
-            f"{because}That is a normal part of rehab and nothing to worry about: "
-            f"going back to {stage} lets things settle before you build up again.\n\n{plan}"
-        )
-    elif decision.outcome == "flagged":
-        seen = _reasons(decision, "safety", "failed")
-        because = f"You reported {seen}. " if seen else ""
-        title = "Your physio will be in touch"
-        body = (
-            f"{because}We have paused your progression for now and let your physio know; "
-            "they will contact you soon. Keep to gentle, comfortable movement until then. "
-            "If your symptoms get much worse, contact your clinic straight away."
-        )
-    elif decision.outcome == "completed":
-        title = "You've completed your programme"
-        body = (
-            "Congratulations: you have met every goal of the final stage. "
-            "Keep up your maintenance exercises as your physio advised."
-        )
-    else:
+@dataclass(frozen=True, slots=True)
+class Composed:
+    """A client message with its HTML rendering (for e-mail)."""
+
+    message: ClientMessage
+    html: str
+
+
+def compose(
+    decisions: Sequence[ProgressionEvaluated],
+    created_at: datetime,
+    locale: str | None = None,
+    renderer: Renderer | None = None,
+    held_digest: bool = False,
+) -> Composed | None:
+    """The one message for `decisions` (one client's, in order), or None when none
+    of them needs one. Its id is the first decision's id: the idempotency key."""
+    if not decisions:
         return None
-    return ClientMessage(
-        message_id=decision.decision_id,
-        decision_id=decision.decision_id,
-        clinic_id=decision.clinic_id,
-        client_id=decision.client_id,
-        outcome=decision.outcome,
-        locale="en",
+    renderer = renderer or _DEFAULT_RENDERER
+    first, last = decisions[0], decisions[-1]
+    lang = renderer.locale_for(first.clinic_id, locale)
+    shown = _shown(decisions, held_digest)
+    if not shown:
+        return None
+    sections = [renderer.text(first.clinic_id, lang, _template(d), _context(d)) for d in shown]
+    if len(sections) == 1:
+        title, body = sections[0]
+    else:
+        title, body = renderer.text(
+            first.clinic_id, lang, "coalesced",
+            {"sections": [{"title": t, "body": b} for t, b in sections]},
+        )  # fmt: skip
+    message = ClientMessage(
+        message_id=first.decision_id,
+        decision_id=first.decision_id,
+        decision_ids=tuple(d.decision_id for d in decisions),
+        clinic_id=first.clinic_id,
+        client_id=first.client_id,
+        outcome=last.outcome,
+        locale=lang,
         title=title,
         body=body,
         created_at=created_at,
     )
+    return Composed(message, renderer.html(first.clinic_id, lang, title, body))
 
 
-def _reasons(
-    decision: ProgressionEvaluated, role: str, status: str, first_only: bool = False
-) -> str:
-    """Client words of the matching criteria; `first_only` for rules, where the first
-    triggered one (the protocol lists the strongest first) is the reason."""
-    texts = [c.client_text for c in decision.criteria if c.role == role and c.status == status]
-    return "; ".join(texts[:1] if first_only else texts)
+def needs_message(decision: ProgressionEvaluated, held_digest: bool) -> bool:
+    return decision.outcome != "held" or held_digest
 
 
-def _plan(prescription: Prescription | None) -> str:
-    if prescription is None:
-        return ""
-    lines = [prescription.summary]
-    for exercise in prescription.exercises:
-        dose = f"{exercise.sets} x {exercise.reps}" if exercise.reps else f"{exercise.sets} sets"
-        if exercise.hold_s:
-            dose += f" x {exercise.hold_s}s hold"
-        load = f", {exercise.load}" if exercise.load else ""
-        lines.append(f"- {exercise.name}: {dose}{load}, {exercise.frequency}")
-    lines.extend(prescription.notes)
-    return "\n".join(lines)
+def _shown(
+    decisions: Sequence[ProgressionEvaluated], held_digest: bool
+) -> list[ProgressionEvaluated]:
+    """The decisions that get a section: a held one only if the digest is on and no
+    later decision of the message supersedes it."""
+    shown = []
+    for i, decision in enumerate(decisions):
+        if decision.outcome == "held" and (not held_digest or i < len(decisions) - 1):
+            continue
+        shown.append(decision)
+    return shown
+
+
+def _template(decision: ProgressionEvaluated) -> str:
+    if decision.outcome == "unlocked" and decision.from_stage is None:
+        return "welcome"
+    return decision.outcome
+
+
+def _context(decision: ProgressionEvaluated) -> dict[str, Any]:
+    def texts(role: str, status: str) -> list[str]:
+        return [c.client_text for c in decision.criteria if c.role == role and c.status == status]
+
+    step_backs = texts("step_back", "failed")
+    stage = None
+    if decision.to_stage_name is not None:
+        stage = {
+            "name": decision.to_stage_name,
+            "number": decision.to_stage_number,
+            "count": decision.stage_count,
+        }
+    return {
+        "outcome": decision.outcome,
+        "by_clinician": decision.decided_by == "clinician",
+        "stage": stage,
+        "met": texts("exit", "passed"),
+        "still_to_do": [
+            c.client_text for c in decision.criteria if c.role == "exit" and c.status != "passed"
+        ],
+        # The protocol lists step-back rules strongest first: the first that
+        # triggered is the reason given.
+        "step_back": step_backs[0] if step_backs else None,
+        "reported": texts("safety", "failed"),
+        "prescription": decision.prescription,
+    }

@@ -1,65 +1,125 @@
-"""Use case: turn a batch of decisions into client messages, each delivered once.
+"""Use case: a batch of decisions into the outbox, each exactly once; then send
+what is due.
 
-A decision that cannot be read is dead-lettered with the reason; a decision
-that needs no message (held) is simply acknowledged. Redis failures raise, so
-the batch stays pending and is redelivered; the ledger makes that harmless.
+A decision that cannot be read is dead-lettered with the reason; one that needs
+no message (held, unless the held digest is on) is simply acknowledged. Each
+other decision is placed (coalescing.py: which message, due when) and taken in
+by one atomic step that also alerts the physios of a flag. Redis failures
+raise, so the batch stays pending and is redelivered; the ledger makes that
+harmless, and a redelivered decision's message is sent if it is still due.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from rehabgate.schemas.outbound import ClientMessage, DeliveryReceipt, ProgressionEvaluated
+from rehabgate.schemas.outbound import PhysioAlert, ProgressionEvaluated
 from rehabgate.schemas.streams import EVENT_FIELD, evaluated_dead_letter_stream, evaluated_stream
 
-from .messages import compose
-from .stream_channel import StreamChannel
+from .coalescing import place
+from .contacts import read_contacts
+from .messages import needs_message
+from .outbox.store import Entry, Outbox
+from .sending import Dispatcher
+
+
+@dataclass
+class Notifier:
+    """One partition's notifier: its outbox, its sender and the message policy."""
+
+    redis: Redis
+    outbox: Outbox
+    dispatcher: Dispatcher
+    coalesce_window: timedelta = timedelta(minutes=5)
+    held_digest: bool = False
+
+    @property
+    def partition(self) -> int:
+        return self.outbox.partition
 
 
 async def process_decisions(
     entries: Sequence[tuple[str, Mapping[bytes, bytes]]],
-    channel: StreamChannel,
-    redis: Redis,
+    notifier: Notifier,
     now: datetime | None = None,
+    send_external: bool = True,
 ) -> Counter[str]:
-    """Returns counts of what happened: delivered, duplicate, no_message, dead_lettered."""
+    """Returns counts of what happened: scheduled, duplicate, no_message,
+    dead_lettered, and what the send of the due messages did (delivered, ...)."""
     at = now or datetime.now(UTC)
     fates: Counter[str] = Counter()
-    outgoing: list[tuple[ClientMessage, DeliveryReceipt]] = []
-    dead = redis.pipeline(transaction=False)
+    partition = notifier.partition
+    decisions: list[tuple[ProgressionEvaluated, str]] = []
+    dead = notifier.redis.pipeline(transaction=False)
     for entry_id, fields in entries:
         raw = fields.get(EVENT_FIELD.encode(), b"")
         try:
             decision = ProgressionEvaluated.model_validate_json(raw)
         except ValidationError as exc:
             dead.xadd(
-                evaluated_dead_letter_stream(channel.partition),
+                evaluated_dead_letter_stream(partition),
                 {"reason": f"unreadable decision: {exc.error_count()} errors", "raw": raw,
-                 "source_stream": evaluated_stream(channel.partition), "source_id": entry_id,
+                 "source_stream": evaluated_stream(partition), "source_id": entry_id,
                  "dead_lettered_at": at.isoformat()},
             )  # fmt: skip
             fates["dead_lettered"] += 1
             continue
-        message = compose(decision, at)
-        if message is None:
+        if not needs_message(decision, notifier.held_digest):
             fates["no_message"] += 1
             continue
-        receipt = DeliveryReceipt(
-            event_type="message.delivered",
-            message_id=message.message_id,
-            decision_id=decision.decision_id,
-            clinic_id=decision.clinic_id,
-            client_id=decision.client_id,
-            channel="stream",
-            at=at,
-        )
-        outgoing.append((message, receipt))
+        decisions.append((decision, raw.decode()))
     if fates["dead_lettered"]:
         await dead.execute()
-    fates.update(await channel.deliver(outgoing))
+
+    by_client: dict[str, list[tuple[ProgressionEvaluated, str]]] = defaultdict(list)
+    for decision, raw_json in decisions:
+        by_client[decision.client_id].append((decision, raw_json))
+    contacts = await read_contacts(notifier.redis, partition, by_client)
+    open_messages = await notifier.outbox.open_messages(list(by_client))
+    taken: list[Entry] = []
+    for client_id, items in by_client.items():
+        contact = contacts.get(client_id)
+        placements = place(
+            [(str(d.decision_id), d.occurred_at) for d, _ in items],
+            open_messages.get(client_id),
+            contact.quiet_hours if contact else None,
+            at,
+            notifier.coalesce_window,
+        )
+        taken.extend(
+            Entry(d, raw_json, p, _alert(d))
+            for (d, raw_json), p in zip(items, placements, strict=True)
+        )
+    message_ids = []
+    for fate, message_id in await notifier.outbox.schedule(taken):
+        fates["duplicate" if fate == "duplicate" else "scheduled"] += 1
+        message_ids.append(message_id)
+    fates.update(
+        await notifier.dispatcher.send(
+            list(dict.fromkeys(message_ids)), at, external=send_external
+        )
+    )
     return fates
+
+
+def _alert(decision: ProgressionEvaluated) -> str | None:
+    """A flag's alert for the clinic's physio channel: ids and the reason only."""
+    if decision.outcome != "flagged":
+        return None
+    return PhysioAlert(
+        decision_id=decision.decision_id,
+        clinic_id=decision.clinic_id,
+        client_id=decision.client_id,
+        protocol=decision.protocol,
+        rule_ids=tuple(
+            c.id for c in decision.criteria if c.role == "safety" and c.status == "failed"
+        ),
+        reason=decision.summary,
+        occurred_at=decision.occurred_at,
+    ).model_dump_json()

@@ -1,81 +1,226 @@
-"""The notifier's use case and delivery channel against a real server."""
+"""The notifier on its default channel (the client-messages stream) against a
+real server: exactly once per decision, physio alerts, contacts and locales,
+quiet hours and coalescing with explicit times."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis.asyncio as aredis
 
-from rehabgate.schemas.inbound import ClientEnrolled
-from rehabgate.schemas.outbound import ClientMessage, ProgressionEvaluated
-from rehabgate.schemas.streams import (
-    client_messages_stream,
-    evaluated_dead_letter_stream,
-    receipts_stream,
-)
-from rehabgate.services.gatekeeper.domain import enroll
-from rehabgate.services.gatekeeper.protocol_files import load_protocols
+from rehabgate.schemas.streams import evaluated_dead_letter_stream
+from rehabgate.services.common.keys import ClientKeys
 from rehabgate.services.notifier.process import process_decisions
-from rehabgate.services.notifier.stream_channel import StreamChannel
-from tests.events import enrolment, unique_client
+from tests.events import unique_client
+from tests.integration.notifier_support import (
+    a_decision,
+    a_partition,
+    alerts,
+    entry,
+    flagged,
+    messages,
+    notifier,
+    receipts,
+    set_contact,
+)
 
 pytestmark = pytest.mark.integration
-PROTOCOL = load_protocols()["achilles-tendinopathy@1"]
-
-
-def a_decision(client_id: str) -> ProgressionEvaluated:
-    decision = enroll(PROTOCOL, None, ClientEnrolled.model_validate(enrolment(client_id)))
-    assert decision.evaluation is not None
-    return decision.evaluation
-
-
-async def messages_for(r: aredis.Redis, client_id: str) -> list[ClientMessage]:
-    found = [ClientMessage.model_validate_json(f[b"message"])
-             for _, f in await r.xrange(client_messages_stream(0))]  # fmt: skip
-    return [m for m in found if m.client_id == client_id]
+EVENING = datetime(2026, 11, 20, 21, 30, tzinfo=UTC)  # 22:30 in Berlin
 
 
 async def test_each_decision_becomes_exactly_one_message_and_receipt(
     async_redis: aredis.Redis,
 ) -> None:
-    client = unique_client()
+    p, client = a_partition(), unique_client()
     decision = a_decision(client)
-    entry = ("1-0", {b"event": decision.model_dump_json().encode()})
-    channel = StreamChannel(async_redis, 0)
+    n = notifier(async_redis, p)
 
-    first = await process_decisions([entry], channel, async_redis)
-    again = await process_decisions([entry, entry], channel, async_redis)
+    first = await process_decisions([entry(decision)], n)
+    again = await process_decisions([entry(decision), entry(decision)], n)
 
     assert first["delivered"] == 1
     assert again["duplicate"] == 2
-    sent = await messages_for(async_redis, client)
-    assert [m.message_id for m in sent] == [decision.decision_id]
-    receipts = [f for _, f in await async_redis.xrange(receipts_stream(0))
-                if str(decision.decision_id).encode() in f[b"event"]]  # fmt: skip
-    assert len(receipts) == 1
+    assert again["delivered"] == 0
+    sent = await messages(async_redis, p)
+    assert [(m.message_id, m.decision_ids) for m in sent] == [
+        (decision.decision_id, (decision.decision_id,))
+    ]
+    assert [(r.event_type, r.decision_id, r.channel) for r in await receipts(async_redis, p)] == [
+        ("message.delivered", decision.decision_id, "stream")
+    ]
 
 
 async def test_held_decisions_send_nothing(async_redis: aredis.Redis) -> None:
-    client = unique_client()
-    held = a_decision(client).model_copy(update={"outcome": "held"})
+    p, client = a_partition(), unique_client()
+    held = a_decision(client, outcome="held")
 
-    fates = await process_decisions(
-        [("1-0", {b"event": held.model_dump_json().encode()})],
-        StreamChannel(async_redis, 0),
-        async_redis,
-    )
+    fates = await process_decisions([entry(held)], notifier(async_redis, p))
 
     assert fates == {"no_message": 1}
-    assert await messages_for(async_redis, client) == []
+    assert await messages(async_redis, p) == []
+
+
+async def test_held_digest_sends_a_progress_note(async_redis: aredis.Redis) -> None:
+    p, client = a_partition(), unique_client()
+
+    await process_decisions(
+        [entry(a_decision(client, outcome="held"))], notifier(async_redis, p, held_digest=True)
+    )
+
+    assert [m.outcome for m in await messages(async_redis, p)] == ["held"]
 
 
 async def test_unreadable_decision_is_dead_lettered(async_redis: aredis.Redis) -> None:
-    before = await async_redis.xlen(evaluated_dead_letter_stream(0))
+    p = a_partition()
 
     fates = await process_decisions(
-        [("9-0", {b"event": b'{"outcome": "unlocked"}'})],
-        StreamChannel(async_redis, 0),
-        async_redis,
+        [("9-0", {b"event": b'{"outcome": "unlocked"}'})], notifier(async_redis, p)
     )
 
     assert fates["dead_lettered"] == 1
-    assert await async_redis.xlen(evaluated_dead_letter_stream(0)) == before + 1
+    assert await async_redis.xlen(evaluated_dead_letter_stream(p)) == 1
+
+
+async def test_a_flag_alerts_the_physio_channel_once_with_ids_and_reason(
+    async_redis: aredis.Redis,
+) -> None:
+    p, client = a_partition(), unique_client()
+    decision = flagged(client)
+    n = notifier(async_redis, p)
+
+    await process_decisions([entry(decision)], n)
+    await process_decisions([entry(decision)], n)
+
+    (alert,) = await alerts(async_redis, p)
+    assert (alert.decision_id, alert.client_id, alert.rule_ids, alert.reason) == (
+        decision.decision_id, client, ("new-swelling",), "flagged: new swelling",
+    )  # fmt: skip
+    (message,) = await messages(async_redis, p)
+    assert message.title == "Your physio will be in touch"
+
+
+async def test_the_clients_locale_picks_the_language(async_redis: aredis.Redis) -> None:
+    p, client = a_partition(), unique_client()
+    await set_contact(async_redis, p, client, "stream", "app-user-17", locale="de")
+
+    await process_decisions([entry(a_decision(client))], notifier(async_redis, p))
+
+    (message,) = await messages(async_redis, p)
+    assert (message.locale, message.title) == ("de", "Willkommen in Ihrem Reha-Programm")
+
+
+async def test_an_erased_contact_falls_back_to_the_stream(async_redis: aredis.Redis) -> None:
+    p, client = a_partition(), unique_client()
+    await set_contact(async_redis, p, client, "email", "someone@example.org", locale="de")
+    await async_redis.delete(ClientKeys(client, p).contact)
+
+    await process_decisions([entry(a_decision(client))], notifier(async_redis, p))
+
+    (message,) = await messages(async_redis, p)
+    assert message.locale == "en"
+
+
+async def test_a_channel_that_is_not_configured_gives_a_failed_receipt(
+    async_redis: aredis.Redis,
+) -> None:
+    p, client = a_partition(), unique_client()
+    await set_contact(async_redis, p, client, "email", "someone@example.org")
+    decision = a_decision(client)
+
+    fates = await process_decisions([entry(decision)], notifier(async_redis, p))
+
+    assert fates["failed"] == 1
+    assert await messages(async_redis, p) == []
+    (receipt,) = await receipts(async_redis, p)
+    assert (receipt.event_type, receipt.channel, receipt.reason) == (
+        "message.failed", "email", "email channel not configured",
+    )  # fmt: skip
+
+
+async def test_a_message_due_in_quiet_hours_is_held_until_they_end(
+    async_redis: aredis.Redis,
+) -> None:
+    p, client = a_partition(), unique_client()
+    await set_contact(async_redis, p, client, "stream", "app-user-3",
+                      quiet_hours={"start": "21:00", "end": "07:30", "timezone": "Europe/Berlin"})  # fmt: skip
+    n = notifier(async_redis, p)
+    decision = a_decision(client, at=EVENING)
+
+    fates = await process_decisions([entry(decision)], n, now=EVENING)
+    morning = datetime(2026, 11, 21, 6, 30, tzinfo=UTC)  # 07:30 in Berlin
+    before = await n.outbox.ready_ids(morning - timedelta(seconds=1), 100)
+    sent = await n.dispatcher.send(await n.outbox.ready_ids(morning, 100), morning)
+    again = await n.dispatcher.send(await n.outbox.ready_ids(morning, 100), morning)
+
+    assert fates["scheduled"] == 1
+    assert fates["delivered"] == 0
+    assert before == []
+    assert sent["delivered"] == 1
+    assert again == {}
+    (message,) = await messages(async_redis, p)
+    assert message.created_at == morning
+    assert message.decision_ids == (decision.decision_id,)
+
+
+async def test_decisions_close_in_time_become_one_message_across_batches(
+    async_redis: aredis.Redis,
+) -> None:
+    p, client = a_partition(), unique_client()
+    n = notifier(async_redis, p, coalesce_window_s=300)
+    t0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    unlocked = a_decision(client, at=t0)
+    flag = flagged(client, occurred_at=t0 + timedelta(minutes=2))
+
+    first = await process_decisions([entry(unlocked)], n, now=t0)
+    second = await process_decisions([entry(flag, 2)], n, now=t0 + timedelta(minutes=2))
+    early = await n.dispatcher.send(await n.outbox.ready_ids(t0 + timedelta(minutes=4), 100),
+                                    t0 + timedelta(minutes=4))  # fmt: skip
+    closed = t0 + timedelta(minutes=5)
+    sent = await n.dispatcher.send(await n.outbox.ready_ids(closed, 100), closed)
+
+    assert (first["delivered"], second["delivered"], early) == (0, 0, {})
+    assert sent["delivered"] == 1
+    (message,) = await messages(async_redis, p)
+    assert message.message_id == unlocked.decision_id
+    assert message.decision_ids == (unlocked.decision_id, flag.decision_id)
+    assert message.title == "Updates on your rehab programme"
+    assert "Your physio will be in touch" in message.body
+    assert sorted((r.decision_id, r.message_id) for r in await receipts(async_redis, p)) == sorted(
+        [(unlocked.decision_id, unlocked.decision_id), (flag.decision_id, unlocked.decision_id)]
+    )
+
+
+async def test_a_decision_after_its_message_was_sent_starts_a_new_one(
+    async_redis: aredis.Redis,
+) -> None:
+    p, client = a_partition(), unique_client()
+    n = notifier(async_redis, p, coalesce_window_s=300)
+    t0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    first, later = (
+        a_decision(client, at=t0),
+        flagged(client, occurred_at=t0 + timedelta(minutes=1)),
+    )
+
+    await process_decisions([entry(first)], n, now=t0)
+    await n.dispatcher.send([str(first.decision_id)], t0 + timedelta(minutes=5))
+    await process_decisions([entry(later, 2)], n, now=t0 + timedelta(minutes=6))
+
+    assert [m.decision_ids for m in await messages(async_redis, p)] == [
+        (first.decision_id,),
+        (later.decision_id,),
+    ]
+
+
+async def test_one_batch_with_many_clients_is_one_message_each(async_redis: aredis.Redis) -> None:
+    p = a_partition()
+    decisions = [a_decision(unique_client()) for _ in range(50)]
+    n = notifier(async_redis, p)
+
+    fates = await process_decisions([entry(d, i) for i, d in enumerate(decisions)], n)
+    again = await process_decisions([entry(d, i) for i, d in enumerate(decisions)], n)
+
+    assert (fates["delivered"], again["duplicate"]) == (50, 50)
+    assert sorted(str(m.message_id) for m in await messages(async_redis, p)) == sorted(
+        str(d.decision_id) for d in decisions
+    )
