@@ -85,12 +85,21 @@ def replay(
                 if not rows:
                     return None
                 pipe.multi()
-                pipe.xadd(source_stream, {EVENT_FIELD: rows[0][1].get(b"raw", b"")})
+                target = _inbound_source(rows[0][1]) or source_stream
+                pipe.xadd(target, {EVENT_FIELD: rows[0][1].get(b"raw", b"")})
                 pipe.xdel(dead_letter_stream, entry_id)
                 new_id, _ = pipe.execute()
                 return cast(bytes, new_id).decode()
             except redis.WatchError:
                 continue  # a new dead letter arrived meanwhile: read again
+
+
+def _inbound_source(fields: dict[bytes, bytes]) -> str | None:
+    """A clinic's own inbound stream when the dead letter came from one (so a replay
+    keeps its clinic). The replay carries no signature: a clinic that requires
+    signed events refuses it, and the clinic re-sends instead."""
+    source = fields.get(b"source_stream", b"").decode(errors="replace")
+    return source if source.startswith(f"{INBOUND}:") and source != INBOUND_DEAD_LETTER else None
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

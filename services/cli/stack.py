@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
@@ -20,13 +21,19 @@ class Stack:
     """`with Stack(...) as stack:` starts everything; leaving stops everything."""
 
     def __init__(
-        self, redis_url: str | None, data_dir: Path | None, log_dir: Path | None = None
+        self,
+        redis_url: str | None,
+        data_dir: Path | None,
+        log_dir: Path | None = None,
+        service_env: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         """`log_dir`: write each service's logs to `<log_dir>/<service>.log` instead of
-        this terminal."""
+        this terminal. `service_env`: extra environment per service, e.g. each its own
+        `REDIS_URL` with its own Redis user (`rehabgate acl generate`)."""
         self.redis_url = redis_url
         self.data_dir = data_dir
         self.log_dir = log_dir
+        self.service_env = service_env or {}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._exit = ExitStack()
 
@@ -43,7 +50,7 @@ class Stack:
                     out = self._exit.enter_context((self.log_dir / f"{service}.log").open("ab"))
                 self.processes[service] = subprocess.Popen(
                     [sys.executable, "-m", "rehabgate.services.cli.main", service],
-                    env=env,
+                    env={**env, **self.service_env.get(service, {})},
                     stdout=out,
                     stderr=out,
                 )

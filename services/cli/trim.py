@@ -7,25 +7,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Iterable
 
 from redis.asyncio import Redis
 
-from rehabgate.schemas.streams import INBOUND, evaluated_stream
+from rehabgate.schemas.streams import INBOUND, clinic_inbound_stream, evaluated_stream
 from rehabgate.services.common.retention import Trimmed, trim_stream
 from rehabgate.services.common.settings import Settings
 
 from .stack import URL_FILE
 
 
-def work_streams(partitions: int) -> list[str]:
-    """The streams the services consume: inbound, and each partition's decisions."""
-    return [INBOUND, *(evaluated_stream(p) for p in range(partitions))]
+def work_streams(partitions: int, clinics: Iterable[str] = ()) -> list[str]:
+    """The streams the services consume: inbound (shared, and each clinic's), and
+    each partition's decisions."""
+    return [
+        INBOUND,
+        *(clinic_inbound_stream(c) for c in sorted(clinics)),
+        *(evaluated_stream(p) for p in range(partitions)),
+    ]
 
 
-async def trim_all(url: str, partitions: int, retention_s: float) -> list[Trimmed]:
+async def trim_all(
+    url: str, partitions: int, retention_s: float, clinics: Iterable[str] = ()
+) -> list[Trimmed]:
     client = Redis.from_url(url)
     try:
-        return [await trim_stream(client, s, retention_s) for s in work_streams(partitions)]
+        streams = work_streams(partitions, clinics)
+        return [await trim_stream(client, s, retention_s) for s in streams]
     finally:
         await client.aclose()
 
@@ -35,7 +44,10 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     if url is None:
         print("trim: set REDIS_URL, or start `rehabgate up` in this directory first")
         return 2
-    for result in asyncio.run(trim_all(url, settings.partitions, settings.retention_s)):
+    trimmed = asyncio.run(
+        trim_all(url, settings.partitions, settings.retention_s, settings.clinics)
+    )
+    for result in trimmed:
         if result.removed is None:
             print(f"{result.stream}: left alone (no consumer group)")
         else:

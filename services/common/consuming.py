@@ -3,9 +3,9 @@ delivery cap of the claimers, and pruning of consumers nobody runs any more."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 import structlog
 from faststream.redis.annotations import RedisBatchStreamMessage
@@ -47,6 +47,25 @@ async def ensure_group(redis: Redis, stream: str, group: str) -> None:
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+
+
+async def raw_batch_parser(
+    msg: Mapping[str, Any], original_parser: Callable[[Mapping[str, Any]], Awaitable[Any]]
+) -> Any:
+    """Broker-level FastStream parser for our batch handlers, which read raw entries.
+
+    FastStream decodes every entry's fields as a message body before a handler
+    runs; one entry with invalid UTF-8 makes that raise, the handler never sees
+    the batch, and the batch (and each reclaim of it) stays pending forever. So
+    the default parser sees the batch with empty field maps, and the message
+    keeps the raw entries for the handler to decode, and dead-letter, itself.
+    """
+    data = msg.get("data")
+    if msg.get("type") != "bstream" or not isinstance(data, list):
+        return await original_parser(msg)
+    message = await original_parser({**msg, "data": [{} for _ in data]})
+    message.raw_message = msg
+    return message
 
 
 def raw_entries(msg: RedisBatchStreamMessage) -> list[RawEntry]:

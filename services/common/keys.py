@@ -42,5 +42,10 @@ class ClientKeys:
         return f"{self._base}:contact"
 
     @property
+    def owner(self) -> str:
+        """The clinic the client belongs to (set by its first write, never changed)."""
+        return f"{self._base}:owner"
+
+    @property
     def evaluated(self) -> str:
         return evaluated_stream(self.partition)

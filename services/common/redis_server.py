@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote
 
 import redis
 
@@ -56,19 +57,27 @@ class EmbeddedRedis:
         appendonly: bool = True,
         port: int | None = None,
         appendfsync: str = "everysec",
+        aclfile: Path | None = None,
     ) -> None:
         """`appendfsync`: "always" fsyncs the AOF before each reply, so a SIGKILL of the
-        server loses no acknowledged write (the crash tests use it)."""
+        server loses no acknowledged write (the crash tests use it). `aclfile`: Redis
+        users to load (`rehabgate acl generate`); its `default` user is usually off, so
+        clients then need `url_for(user, password)`."""
         self._own_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="rehabgate-redis-"))
         self.appendonly = appendonly
         self.appendfsync = appendfsync
+        self.aclfile = aclfile
         self.port = port or free_port()
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def url_for(self, user: str, password: str) -> str:
+        """The URL of this server as one ACL user."""
+        return f"redis://{quote(user, safe='')}:{quote(password, safe='')}@127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -83,6 +92,8 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--loglevel", "warning",
         ]  # fmt: skip
+        if self.aclfile is not None:
+            args += ["--aclfile", str(self.aclfile.resolve())]
         log = (self.data_dir / "server.log").open("ab")
         self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -95,6 +106,8 @@ class EmbeddedRedis:
                 try:
                     if client.ping():
                         return self
+                except (redis.AuthenticationError, redis.ResponseError):
+                    return self  # answering, but the default user is off (an ACL file)
                 except redis.ConnectionError:
                     if time.monotonic() > deadline:
                         self.stop()

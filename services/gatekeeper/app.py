@@ -1,9 +1,13 @@
 """The gatekeeper service: FastStream wiring only.
 
-Two subscribers on the inbound stream share one consumer group: the main one
+Two subscribers on each inbound stream share one consumer group: the main one
 reads new entries in batches; the claimer takes over entries another consumer
 left pending (it crashed, or the batch failed) and dead-letters an entry once it
-has been delivered `max_deliveries` times, so nothing is retried forever.
+has been delivered `max_deliveries` times, so nothing is retried forever. The
+inbound streams are the shared `rehabgate:inbound` without clinics configured,
+else one per clinic (tenancy.py), each pair set up by the same code.
+It also serves the physios' read-only audit pages over HTTP (`audit/http.py`) on
+`http_host:http_port`, as an ASGI app under uvicorn.
 Run with: faststream run --factory rehabgate.services.gatekeeper.app:create_app
 """
 
@@ -12,70 +16,85 @@ from __future__ import annotations
 import logging
 
 import structlog
-from faststream import FastStream
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
 from redis.asyncio import Redis
 
-from rehabgate.schemas.streams import GATEKEEPER_GROUP, INBOUND, INBOUND_DEAD_LETTER
-from rehabgate.services.common.consuming import dead_letter_exhausted, raw_entries
+from rehabgate.schemas.streams import GATEKEEPER_GROUP, INBOUND_DEAD_LETTER
+from rehabgate.services.common.consuming import (
+    dead_letter_exhausted,
+    raw_batch_parser,
+    raw_entries,
+)
+from rehabgate.services.common.http_serving import ServiceAsgi
 from rehabgate.services.common.lifecycle import service_app
 from rehabgate.services.common.logging import configure_logging
 from rehabgate.services.common.settings import Settings
 
+from .audit.http import physio_routes
 from .process import Entry, Report, process_batch
 from .protocol_files import load_protocols
 from .store import RedisClientStore
+from .tenancy import Source, sources
 
 
-def create_app(settings: Settings | None = None) -> FastStream:
+def create_app(settings: Settings | None = None) -> ServiceAsgi:
     settings = settings or Settings()
     configure_logging(settings.log_json, settings.log_level)
     log = structlog.get_logger("rehabgate.gatekeeper")
     if not settings.redis_url:
         raise SystemExit("gatekeeper: set REDIS_URL (or use `rehabgate up`)")
     protocols = load_protocols(settings.protocol_dirs)
-    broker = RedisBroker(settings.redis_url, logger=log, log_level=logging.DEBUG)
+    broker = RedisBroker(
+        settings.redis_url, logger=log, log_level=logging.DEBUG, parser=raw_batch_parser
+    )
     redis = Redis.from_url(settings.redis_url)
     store = RedisClientStore(redis, settings.partitions)
 
-    async def apply(entries: list[Entry], reclaimed: bool) -> None:
-        report = await process_batch(entries, store, protocols)
+    async def apply(entries: list[Entry], source: Source, reclaimed: bool) -> None:
+        report = await process_batch(entries, store, protocols, source)
         reasons = {letter.entry_id: letter.reason for letter in report.dead_letters}
         for entry in entries:
             _log_fate(log, entry.entry_id, report, reasons.get(entry.entry_id), reclaimed)
 
-    @broker.subscriber(
-        stream=StreamSub(
-            INBOUND, group=GATEKEEPER_GROUP, consumer=settings.consumer,
-            batch=True, max_records=settings.batch_size,
-        )
-    )  # fmt: skip
-    async def on_inbound(msg: RedisBatchStreamMessage) -> None:
-        """Clinic events (client.enrolled, session.logged, checkin.logged,
-        clinician.action, client.contact.updated, client.discharged), JSON in the
-        entry field `event`. Each is applied once, recognised as a duplicate, or
-        dead-lettered with a reason; decisions go to progression.evaluated."""
-        await apply([Entry(i, f) for i, f in raw_entries(msg)], reclaimed=False)
-
-    @broker.subscriber(
-        stream=StreamSub(
-            INBOUND, group=GATEKEEPER_GROUP, consumer=f"{settings.consumer}-claimer",
-            batch=True, min_idle_time=settings.claim_idle_ms,
-        )
-    )  # fmt: skip
-    async def on_inbound_reclaimed(msg: RedisBatchStreamMessage) -> None:
-        """Entries left pending by a crashed consumer or a failed batch, re-applied
-        idempotently; dead-lettered after `max_deliveries` attempts."""
-        rest = await dead_letter_exhausted(
-            redis, raw_entries(msg), stream=INBOUND, group=GATEKEEPER_GROUP,
-            dead_letter_stream=INBOUND_DEAD_LETTER, max_deliveries=settings.max_deliveries,
-            log=log,
+    def subscribe(source: Source) -> None:
+        @broker.subscriber(
+            stream=StreamSub(
+                source.stream, group=GATEKEEPER_GROUP, consumer=settings.consumer,
+                batch=True, max_records=settings.batch_size,
+            )
         )  # fmt: skip
-        await apply([Entry(i, f) for i, f in rest], reclaimed=True)
+        async def on_inbound(msg: RedisBatchStreamMessage) -> None:
+            """Clinic events (client.enrolled, session.logged, checkin.logged,
+            clinician.action, client.contact.updated, client.discharged), JSON in the
+            entry field `event`. Each is applied once, recognised as a duplicate, or
+            dead-lettered with a reason; decisions go to progression.evaluated."""
+            await apply([Entry(i, f) for i, f in raw_entries(msg)], source, reclaimed=False)
 
+        @broker.subscriber(
+            stream=StreamSub(
+                source.stream, group=GATEKEEPER_GROUP, consumer=f"{settings.consumer}-claimer",
+                batch=True, min_idle_time=settings.claim_idle_ms,
+            )
+        )  # fmt: skip
+        async def on_inbound_reclaimed(msg: RedisBatchStreamMessage) -> None:
+            """Entries left pending by a crashed consumer or a failed batch, re-applied
+            idempotently; dead-lettered after `max_deliveries` attempts."""
+            rest = await dead_letter_exhausted(
+                redis, raw_entries(msg), stream=source.stream, group=GATEKEEPER_GROUP,
+                dead_letter_stream=INBOUND_DEAD_LETTER, max_deliveries=settings.max_deliveries,
+                log=log,
+            )  # fmt: skip
+            await apply([Entry(i, f) for i, f in rest], source, reclaimed=True)
+
+    inbound = sources(settings)
+    for source in inbound:
+        subscribe(source)
     log.info("protocols_loaded", protocols=sorted(protocols))
-    return service_app("gatekeeper", broker, redis, settings, [(INBOUND, GATEKEEPER_GROUP)], log)
+    groups = [(source.stream, GATEKEEPER_GROUP) for source in inbound]
+    app = service_app("gatekeeper", broker, redis, settings, groups, log)
+    routes = physio_routes(redis, settings, log)
+    return ServiceAsgi.serving(app, routes, settings.http_host, settings.http_port, log)
 
 
 def _log_fate(

@@ -2,7 +2,8 @@
 
 Every entry ends as exactly one of: applied, recognised duplicate, or
 dead-lettered with a reason (malformed JSON, schema violation, unknown client
-or protocol, or a domain refusal). Transient failures (Redis down) raise, so
+or protocol, a domain refusal, or a tenancy or signature refusal, which is also
+recorded as a security event: see tenancy.py). Transient failures (Redis down) raise, so
 the whole batch stays pending and is redelivered; the steps are idempotent on
 `event_id`, so entries applied before the failure are recognised as duplicates.
 """
@@ -10,6 +11,7 @@ the whole batch stays pending and is redelivered; the steps are idempotent on
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +30,15 @@ from rehabgate.schemas.streams import EVENT_FIELD
 
 from .domain import Decision, Protocol, Rejected, decide, enroll
 from .store import Commit, DeadLetter, RedisClientStore, Snapshot, chain
+from .tenancy import (
+    SHARED,
+    Refusal,
+    Source,
+    check_clinic,
+    check_envelope,
+    check_owner,
+    foreign_client,
+)
 
 Fate = Literal["applied", "duplicate", "dead_lettered"]
 MAX_CONFLICT_ROUNDS = 8
@@ -60,8 +71,11 @@ class Report:
         return Counter(self.outcomes.values())
 
 
-def parse_entry(entry: Entry) -> InboundEvent | DeadLetter:
-    """Decode one entry, or say exactly why it cannot be used."""
+def parse_entry(
+    entry: Entry, source: Source = SHARED, now: float | None = None
+) -> InboundEvent | DeadLetter:
+    """Decode one entry, or say exactly why it cannot be used. `source`: the stream it
+    came from (its clinic, signature policy); `now`: unix time (for signatures)."""
     raw = entry.fields.get(EVENT_FIELD.encode())
     if raw is None:
         names = sorted(k.decode(errors="replace") for k in entry.fields)
@@ -75,29 +89,69 @@ def parse_entry(entry: Entry) -> InboundEvent | DeadLetter:
                 }
             ).encode(),
         )
+    at = time.time() if now is None else now
+    if (denied := check_envelope(source, entry.fields, raw, at)) is not None:
+        return refused(entry, source, denied, raw)
     try:
         json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return DeadLetter(entry.entry_id, f"malformed JSON: {exc}", raw)
     try:
-        return parse_inbound(raw)
+        event = parse_inbound(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '(event)'}: {e['msg']}"
             for e in exc.errors(include_url=False, include_input=False)
         )
         return DeadLetter(entry.entry_id, f"schema violation: {problems}", raw)
+    if (denied := check_clinic(source, event.clinic_id, _ids(event))) is not None:
+        return refused(entry, source, denied, raw)
+    return event
+
+
+def refused(entry: Entry, source: Source, refusal: Refusal, raw: bytes) -> DeadLetter:
+    """A dead letter that is also a security event (ids and reason only)."""
+    security = {
+        "kind": refusal.kind,
+        "reason": refusal.reason,
+        "stream": source.stream,
+        "entry_id": entry.entry_id,
+        **({"clinic_id": source.clinic_id} if source.clinic_id else {}),
+        **refusal.ids,
+    }
+    return DeadLetter(entry.entry_id, refusal.reason, raw, security)
+
+
+def _foreign(entry: Entry, source: Source, event: InboundEvent) -> DeadLetter:
+    """The commit step found the client owned by another clinic (a race the
+    snapshot could not see)."""
+    return refused(entry, source, foreign_client(_ids(event)), entry.fields[b"event"])
+
+
+def _ids(event: InboundEvent) -> dict[str, str]:
+    return {
+        "event_id": str(event.event_id),
+        "client_id": event.client_id,
+        "claimed_clinic_id": event.clinic_id,
+        "event_type": event.event_type,
+    }
 
 
 async def process_batch(
-    entries: Sequence[Entry], store: RedisClientStore, protocols: Mapping[str, Protocol]
+    entries: Sequence[Entry],
+    store: RedisClientStore,
+    protocols: Mapping[str, Protocol],
+    source: Source = SHARED,
+    now: float | None = None,
 ) -> Report:
+    """`source`: the inbound stream the entries were read from (default: the shared
+    development stream); `now`: unix time for signature checks (default: the clock)."""
     fates: dict[str, Fate] = {}
     outcomes: dict[str, str] = {}
     letters: list[DeadLetter] = []
     pending: list[tuple[Entry, InboundEvent]] = []
     for entry in entries:
-        parsed = parse_entry(entry)
+        parsed = parse_entry(entry, source, now)
         if isinstance(parsed, DeadLetter):
             letters.append(parsed)
         else:
@@ -107,12 +161,12 @@ async def process_batch(
     for _ in range(MAX_CONFLICT_ROUNDS):
         if not pending:
             break
-        pending = await _round(pending, store, protocols, fates, outcomes, letters)
+        pending = await _round(pending, store, protocols, source, fates, outcomes, letters)
     else:
         raise ConflictsPersist(f"{len(pending)} events still conflicting")
 
     if letters:
-        await store.dead_letter(letters)
+        await store.dead_letter(letters, source.stream)
         for letter in letters:
             fates[letter.entry_id] = "dead_lettered"
     return Report(fates, events, outcomes, letters)
@@ -122,6 +176,7 @@ async def _round(
     pending: list[tuple[Entry, InboundEvent]],
     store: RedisClientStore,
     protocols: Mapping[str, Protocol],
+    source: Source,
     fates: dict[str, Fate],
     outcomes: dict[str, str],
     letters: list[DeadLetter],
@@ -136,6 +191,9 @@ async def _round(
     commits: list[tuple[Entry, InboundEvent, Commit, str | None]] = []
     for entry, event in pending:
         snap = snapshots[event.client_id]
+        if (denied := check_owner(snap.owner, event.clinic_id, _ids(event))) is not None:
+            letters.append(refused(entry, source, denied, entry.fields[b"event"]))
+            continue
         if str(event.event_id) in snap.processed:
             fates[entry.entry_id] = "duplicate"
             continue
@@ -143,9 +201,15 @@ async def _round(
             contact = event.model_dump_json(
                 include={"channel", "address", "locale", "quiet_hours"}
             )
-            result = await store.store_contact(event.client_id, str(event.event_id), contact)
+            result = await store.store_contact(
+                event.client_id, event.clinic_id, str(event.event_id), contact
+            )
+            if result == "foreign":  # another clinic took the client meanwhile
+                letters.append(_foreign(entry, source, event))
+                continue
             fates[entry.entry_id] = "duplicate" if result == "duplicate" else "applied"
             snap.processed.add(str(event.event_id))
+            snap.owner = snap.owner or event.clinic_id
             continue
         if (
             snap.state is not None
@@ -170,12 +234,16 @@ async def _round(
         snap.version += 1
         snap.audit_head = commit.audit_hash
         snap.processed.add(str(event.event_id))
+        snap.owner = snap.owner or event.clinic_id
 
     results = await store.commit([c for _, _, c, _ in commits])
     retry: list[tuple[Entry, InboundEvent]] = []
     conflicted: set[str] = set()
     for (entry, event, _, decided), result in zip(commits, results, strict=True):
-        if result == "conflict" or event.client_id in conflicted:
+        if result == "foreign":  # another clinic took the client meanwhile
+            letters.append(_foreign(entry, source, event))
+            conflicted.add(event.client_id)  # later steps built on this one: decide again
+        elif result == "conflict" or event.client_id in conflicted:
             # Once one step of a client conflicts, its later steps in this batch were
             # built on a state that does not exist: decide them all again.
             conflicted.add(event.client_id)
@@ -227,4 +295,5 @@ def _commit_for(snap: Snapshot, event: InboundEvent, decision: Decision) -> Comm
         audit_entry=entry_json,
         audit_hash=entry_hash,
         decision=decision_json,
+        clinic_id=event.clinic_id,
     )

@@ -16,14 +16,16 @@ from pathlib import Path
 from typing import Literal, cast
 
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 
 from rehabgate.schemas.inbound import INBOUND_ADAPTER, ClientContactUpdated, ClientEnrolled
-from rehabgate.schemas.streams import INBOUND, INBOUND_DEAD_LETTER
+from rehabgate.schemas.streams import INBOUND, INBOUND_DEAD_LETTER, SECURITY_EVENTS
 from rehabgate.services.common.keys import ClientKeys
 
 from .domain.history import ClientState, ProgressEvent
 
-CommitResult = Literal["applied", "duplicate", "conflict"]
+#: 'foreign': the client belongs to another clinic (checked atomically, in the step).
+CommitResult = Literal["applied", "duplicate", "conflict", "foreign"]
 GENESIS = "0" * 64
 
 
@@ -36,6 +38,8 @@ class Snapshot:
     version: int
     audit_head: str
     processed: set[str] = field(default_factory=set)
+    #: The clinic the client belongs to (its first writer); None for a new client.
+    owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,8 @@ class Commit:
     audit_entry: str
     audit_hash: str
     decision: str | None
+    #: The event's clinic: the step refuses it when the client belongs to another.
+    clinic_id: str
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,8 @@ class DeadLetter:
     entry_id: str
     reason: str
     raw: bytes
+    #: Also a security event: these fields (ids and reason only) go to SECURITY_EVENTS.
+    security: Mapping[str, str] | None = None
 
 
 def chain(previous_hash: str, parts: Mapping[str, str]) -> tuple[str, str]:
@@ -102,17 +110,21 @@ class RedisClientStore:
             keys = self.keys(client_id)
             pipe.hmget(keys.state, ["state", "version", "audit_head"])
             pipe.smismember(keys.processed, list(event_ids))
+            pipe.get(keys.owner)
         replies = await pipe.execute()
         snapshots = {}
         for index, (client_id, event_ids) in enumerate(wanted.items()):
-            raw_state, version, head = replies[2 * index]
-            flags = replies[2 * index + 1]
+            raw_state, version, head = replies[3 * index]
+            flags = replies[3 * index + 1]
+            owner = replies[3 * index + 2]
+            state = ClientState.model_validate_json(raw_state) if raw_state else None
             snapshots[client_id] = Snapshot(
                 keys=self.keys(client_id),
-                state=ClientState.model_validate_json(raw_state) if raw_state else None,
+                state=state,
                 version=int(version or 0),
                 audit_head=head.decode() if head else GENESIS,
                 processed={e for e, seen in zip(event_ids, flags, strict=True) if seen},
+                owner=owner.decode() if owner else (state.clinic_id if state else None),
             )
         return snapshots
 
@@ -122,7 +134,13 @@ class RedisClientStore:
         pipe = self.redis.pipeline(transaction=False)
         for c in commits:
             await self._commit(
-                keys=[c.keys.state, c.keys.processed, c.keys.audit, c.keys.evaluated],
+                keys=[
+                    c.keys.state,
+                    c.keys.processed,
+                    c.keys.audit,
+                    c.keys.evaluated,
+                    c.keys.owner,
+                ],
                 args=[
                     c.event_id,
                     c.expected_version,
@@ -130,6 +148,7 @@ class RedisClientStore:
                     c.audit_entry,
                     c.audit_hash,
                     c.decision or "",
+                    c.clinic_id,
                 ],
                 client=pipe,
             )
@@ -143,19 +162,28 @@ class RedisClientStore:
         )
         return events_in_audit(fields for _, fields in entries)
 
-    async def store_contact(self, client_id: str, event_id: str, contact_json: str) -> str:
+    async def store_contact(
+        self, client_id: str, clinic_id: str, event_id: str, contact_json: str
+    ) -> str:
+        """'applied', 'duplicate', or 'foreign' (the client belongs to another clinic)."""
         keys = self.keys(client_id)
         result: bytes = await self._contact(
-            keys=[keys.processed, keys.contact], args=[event_id, contact_json]
+            keys=[keys.processed, keys.contact, keys.owner],
+            args=[event_id, contact_json, clinic_id],
         )
         return result.decode()
 
     async def dead_letter(self, letters: Iterable[DeadLetter], stream: str = INBOUND) -> None:
-        """Move refused entries to the dead-letter stream with reason and raw payload.
+        """Move refused entries to the dead-letter stream with reason and raw payload,
+        and record those that are security events (ids and reason, no payload).
         The caller acks them with the rest of the batch."""
         pipe = self.redis.pipeline(transaction=False)
         at = datetime.now(UTC).isoformat()
         for letter in letters:
+            if letter.security is not None:
+                event: dict[FieldT, EncodableT] = {k: v for k, v in letter.security.items()}
+                event["at"] = at
+                pipe.xadd(SECURITY_EVENTS, event)
             pipe.xadd(
                 INBOUND_DEAD_LETTER,
                 {

@@ -162,3 +162,18 @@ def _keys(node: Any) -> Iterator[str]:
     elif isinstance(node, list):
         for value in node:
             yield from _keys(value)
+
+
+def test_an_entry_that_is_not_utf8_is_dead_lettered_not_left_pending(
+    stack: Stack, sync_redis: redis.Redis
+) -> None:
+    """FastStream would fail to decode such a batch before our handler ran."""
+    bad_id = sync_redis.xadd(INBOUND, {"event": b'{"event_type": "\xff\xfe"}', b"\xc3": b"\xff"})
+
+    letter = wait_for(lambda: [f for _, f in sync_redis.xrange(INBOUND_DEAD_LETTER)
+                               if f[b"source_id"] == bad_id])  # fmt: skip
+    assert letter[0][b"reason"].startswith(b"malformed JSON")
+    assert letter[0][b"raw"] == b'{"event_type": "\xff\xfe"}'
+    pending = sync_redis.xpending(INBOUND, "gatekeeper")
+    wait_for(lambda: sync_redis.xpending(INBOUND, "gatekeeper")["pending"] == 0)
+    assert pending is not None

@@ -119,9 +119,10 @@ async def test_stale_commit_is_refused_whole(async_redis: aredis.Redis) -> None:
     snapshot = (await store.load({client: ["e-new"]}))[client]
     await async_redis.hincrby(store.keys(client).state, "version", 1)  # another writer
     assert snapshot.state is not None
-    result = await store.commit(
-        [Commit(store.keys(client), "e-new", snapshot.version, snapshot.state, "{}", "h", None)]
+    stale = Commit(
+        store.keys(client), "e-new", snapshot.version, snapshot.state, "{}", "h", None, "clinic-a"
     )
+    result = await store.commit([stale])
 
     assert result == ["conflict"]
     assert not await async_redis.sismember(store.keys(client).processed, "e-new")
