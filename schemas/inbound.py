@@ -17,6 +17,8 @@ ProtocolRef = Annotated[
     Field(description="Protocol id and version, e.g. achilles-tendinopathy@1"),
 ]
 Reason = Annotated[str, StringConstraints(min_length=3, max_length=500, strip_whitespace=True)]
+ActionKind = Literal["approve", "hold", "regress", "advance_override"]
+Channel = Literal["stream", "email", "webhook"]
 
 
 class SetLog(WireModel):
@@ -76,7 +78,7 @@ class CheckinLogged(Envelope):
 
 class ClinicianAction(Envelope):
     event_type: Literal["clinician.action"] = "clinician.action"
-    action: Literal["approve", "hold", "regress", "advance_override"]
+    action: ActionKind
     reason: Reason
     clinician_id: PseudonymousId
     target_stage: Slug | None = Field(
@@ -94,7 +96,7 @@ class ClientContactUpdated(Envelope):
     """Contact details: stored apart from health data, erasable, never logged."""
 
     event_type: Literal["client.contact.updated"] = "client.contact.updated"
-    channel: Literal["stream", "email", "webhook"]
+    channel: Channel
     address: Annotated[str, StringConstraints(min_length=1, max_length=320)]
     locale: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[A-Z]{2})?$")] = "en"
     quiet_hours: QuietHours | None = None

@@ -81,8 +81,15 @@ class ProgressionEvaluated(Envelope):
 class ClientMessage(WireModel):
     """A message for one client, as written to the client-messages stream."""
 
-    message_id: UUID = Field(description="Equals the decision id: the idempotency key.")
-    decision_id: UUID
+    message_id: UUID = Field(
+        description="The idempotency key: the id of the (first) decision this message covers."
+    )
+    decision_id: UUID = Field(description="The first decision this message covers.")
+    decision_ids: tuple[UUID, ...] = Field(
+        default=(),
+        description="Every decision this message covers, in order: one, or several when "
+        "decisions close together in time were coalesced into one message.",
+    )
     clinic_id: str
     client_id: str
     outcome: Outcome
@@ -103,3 +110,17 @@ class DeliveryReceipt(WireModel):
     channel: Literal["stream", "email", "webhook"]
     at: AwareDatetime
     reason: str | None = None
+
+
+class PhysioAlert(WireModel):
+    """Notifier → clinic physio channel: a client was flagged. Ids and the reason only;
+    the full decision (every criterion) is on the evaluated stream and the audit trail."""
+
+    event_type: Literal["physio.alert"] = "physio.alert"
+    decision_id: UUID
+    clinic_id: str
+    client_id: str
+    protocol: ProtocolRef
+    rule_ids: tuple[str, ...] = Field(description="The safety rules that triggered.")
+    reason: str = Field(description="The decision's one-line summary for the physio.")
+    occurred_at: AwareDatetime = Field(description="When the flagging event happened.")

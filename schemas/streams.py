@@ -20,10 +20,23 @@ EVENT_FIELD: Final = "event"
 INBOUND: Final = f"{PREFIX}:inbound"
 #: Inbound entries the gatekeeper could not accept, with the reason and raw payload.
 INBOUND_DEAD_LETTER: Final = f"{PREFIX}:inbound:dead-letter"
+#: Refusals that look like an attack (wrong clinic, foreign client, bad signature):
+#: ids and the reason only, never a payload.
+SECURITY_EVENTS: Final = f"{PREFIX}:security-events"
+#: Clinic ids that cannot name a clinic stream (they are taken by other streams).
+RESERVED_CLINIC_IDS: Final = frozenset({"dead-letter"})
 
 #: Consumer groups.
 GATEKEEPER_GROUP: Final = "gatekeeper"
 NOTIFIER_GROUP: Final = "notifier"
+
+
+def clinic_inbound_stream(clinic_id: str) -> str:
+    """The stream one clinic publishes to when clinics are configured (tenants): the
+    clinic of an event is the clinic of the stream it arrived on."""
+    if clinic_id in RESERVED_CLINIC_IDS:
+        raise ValueError(f"{clinic_id!r} cannot be a clinic id")
+    return f"{INBOUND}:{clinic_id}"
 
 
 def partition_tag(partition: int) -> str:
@@ -46,9 +59,19 @@ def receipts_stream(partition: int) -> str:
     return f"{PREFIX}:{partition_tag(partition)}:receipts"
 
 
+def physio_alerts_stream(partition: int) -> str:
+    """`physio.alert` events of one partition: flagged clients, for the clinic's physios."""
+    return f"{PREFIX}:{partition_tag(partition)}:physio-alerts"
+
+
 def evaluated_dead_letter_stream(partition: int) -> str:
     """Decisions the notifier could not turn into a message, with the reason."""
     return f"{PREFIX}:{partition_tag(partition)}:evaluated:dead-letter"
+
+
+def erasures_stream(partition: int) -> str:
+    """The hash-chained record of client erasures in one partition."""
+    return f"{PREFIX}:{partition_tag(partition)}:erasures"
 
 
 def partition_of(client_id: str, partitions: int) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis
 
-from rehabgate.schemas.outbound import ClientMessage, ProgressionEvaluated
+from rehabgate.schemas.outbound import ClientMessage, DeliveryReceipt, ProgressionEvaluated
 from rehabgate.schemas.streams import (
     EVENT_FIELD,
     GATEKEEPER_GROUP,
@@ -19,17 +19,27 @@ from rehabgate.schemas.streams import (
     NOTIFIER_GROUP,
     client_messages_stream,
     evaluated_stream,
+    receipts_stream,
 )
 from rehabgate.services.common.settings import Settings
+from rehabgate.services.notifier.outbox.store import OutboxKeys
 
 from .demo_clinic import demo_lines
 from .stack import Stack
 from .stream_reading import last_id, read_after
 
 
-def run_demo(settings: Settings, timeout: float = 120.0) -> int:
+def run_demo(
+    settings: Settings,
+    timeout: float = 120.0,
+    channel: str = "stream",
+    address: str | None = None,
+) -> int:
+    """`channel`: stream (printed from the client-messages stream) or email/webhook
+    (sent through the channel the REHABGATE_* variables configure; printed from
+    their receipts)."""
     run_id = secrets.token_hex(2)
-    lines = demo_lines(run_id)
+    lines = demo_lines(run_id, channel, address)
     log_dir = Path(tempfile.mkdtemp(prefix="rehabgate-demo-logs-"))
     with Stack(settings.redis_url, data_dir=None, log_dir=log_dir) as stack:
         assert stack.redis_url is not None
@@ -37,6 +47,8 @@ def run_demo(settings: Settings, timeout: float = 120.0) -> int:
         partitions = range(settings.partitions)
         cursors = {client_messages_stream(p): last_id(client, client_messages_stream(p))
                    for p in partitions}  # fmt: skip
+        receipt_cursors = {receipts_stream(p): last_id(client, receipts_stream(p))
+                           for p in partitions}  # fmt: skip
         dead_cursor = last_id(client, INBOUND_DEAD_LETTER)
         decisions_from = {evaluated_stream(p): cursors_id for p in partitions
                           for cursors_id in [last_id(client, evaluated_stream(p))]}  # fmt: skip
@@ -51,8 +63,10 @@ def run_demo(settings: Settings, timeout: float = 120.0) -> int:
         deadline = time.monotonic() + timeout
         while True:
             shown += _print_messages(client, cursors, run_id)
+            shown += _print_receipts(client, receipt_cursors, run_id)
             if _drained(client, partitions):
                 shown += _print_messages(client, cursors, run_id)
+                shown += _print_receipts(client, receipt_cursors, run_id)
                 break
             if stack.dead():
                 print(f"demo: service(s) stopped unexpectedly: {stack.dead()}")
@@ -69,7 +83,12 @@ def run_demo(settings: Settings, timeout: float = 120.0) -> int:
 
 
 def _drained(client: redis.Redis, partitions: range) -> bool:
-    """Both groups have read everything and acknowledged it."""
+    """Both groups have read everything and acknowledged it, and the notifier's
+    outbox holds nothing due now or being sent."""
+    for p in partitions:
+        outbox = OutboxKeys(p)
+        if client.zcount(outbox.due, "-inf", time.time()) or client.zcard(outbox.sending):
+            return False
     checks = [(INBOUND, GATEKEEPER_GROUP)] + [
         (evaluated_stream(p), NOTIFIER_GROUP) for p in partitions
     ]
@@ -100,6 +119,28 @@ def _print_messages(client: redis.Redis, cursors: dict[str, str], run_id: str) -
                 print(f"   {line}")
             print()
     return shown
+
+
+def _print_receipts(client: redis.Redis, cursors: dict[str, str], run_id: str) -> int:
+    """Messages sent by e-mail or webhook: their content went to the receiver, so
+    the demo shows their receipts (one per decision; a coalesced message counts once)."""
+    shown: set[str] = set()
+    for stream, cursor in list(cursors.items()):
+        for entry_id, fields in read_after(client, stream, cursor):
+            cursors[stream] = entry_id
+            receipt = DeliveryReceipt.model_validate_json(fields[b"event"])
+            if receipt.channel == "stream" or not receipt.client_id.endswith(run_id):
+                continue
+            if str(receipt.message_id) in shown:
+                continue
+            if receipt.event_type == "message.delivered":
+                shown.add(str(receipt.message_id))
+                print(f"── message to {receipt.client_id} sent by {receipt.channel} "
+                      f"(id {receipt.message_id}) ──")  # fmt: skip
+            else:
+                print(f"── message to {receipt.client_id} FAILED on {receipt.channel}: "
+                      f"{receipt.reason} ──")  # fmt: skip
+    return len(shown)
 
 
 def _print_table(client: redis.Redis, streams: dict[str, str], run_id: str) -> None:

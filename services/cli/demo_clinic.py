@@ -94,15 +94,26 @@ class _Script:
         self.checkin(client, day + 1, pain=2)
 
 
-def demo_events(run_id: str, seed: int = 7) -> list[dict[str, Any]]:
-    """Every event of the demo, in publishing order (interleaved by day, like a clinic)."""
+def demo_events(
+    run_id: str, seed: int = 7, channel: str = "stream", address: str | None = None
+) -> list[dict[str, Any]]:
+    """Every event of the demo, in publishing order (interleaved by day, like a clinic).
+    With a `channel` other than the default stream, every client's contact names it
+    (and `address`), so the demo's messages go out by e-mail or webhook."""
     script = _Script(run_id, random.Random(f"{seed}-{run_id}"))
     for client in ("steady", "flare", "swelling"):
         script.enrol(client)
     script.enrol("runner", "return-to-run-5k-10k@1")
     script.enrol("lifter", "strength-block-6wk@1")
-    script.add("swelling", "client.contact.updated", 0, 9, channel="stream",
-               address="demo-inbox", locale="en")  # fmt: skip
+    if channel == "stream":
+        script.add("swelling", "client.contact.updated", 0, 9, channel="stream",
+                   address="demo-inbox", locale="en")  # fmt: skip
+    else:
+        suffix = f"-{run_id}"
+        for enrolled in [e for e in script.events if e["event_type"] == "client.enrolled"]:
+            client = enrolled["client_id"].removesuffix(suffix)
+            script.add(client, "client.contact.updated", 0, 9, channel=channel,
+                       address=address or f"demo-{client}", locale="en")  # fmt: skip
     for day in range(0, 21):
         script.good_day("steady", day)
         if day < 16:
@@ -143,5 +154,5 @@ LIFTS = {
 }  # fmt: skip
 
 
-def demo_lines(run_id: str) -> list[str]:
-    return [json.dumps(e) for e in demo_events(run_id)]
+def demo_lines(run_id: str, channel: str = "stream", address: str | None = None) -> list[str]:
+    return [json.dumps(e) for e in demo_events(run_id, channel=channel, address=address)]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rehabgate.services.common.settings import Settings
 
-from . import dead_letters, trim
+from . import audit_commands, dead_letters, fhir_command, security_commands, trim
 from .stack import STATE_DIR, URL_FILE, Stack
 
 
@@ -20,7 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rehabgate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="run Redis (embedded unless REDIS_URL), gatekeeper, notifier")
-    commands.add_parser("demo", help="a scripted clinic end to end; exits 0 when done")
+    demo = commands.add_parser("demo", help="a scripted clinic end to end; exits 0 when done")
+    demo.add_argument(
+        "--channel", choices=["stream", "email", "webhook"], default="stream",
+        help="deliver the demo clients' messages through this channel (configure SMTP or "
+        "webhooks with REHABGATE_* variables; see README)",
+    )  # fmt: skip
+    demo.add_argument("--address", help="the demo clients' e-mail address or webhook recipient")
     publish = commands.add_parser("publish", help="publish clinic events from a JSON file")
     publish.add_argument("file", type=Path)
     publish.add_argument("--wait", type=float, default=10.0, help="seconds to wait for fates")
@@ -43,6 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     replay = commands.add_parser("replay", help="a stored client's history under another version")
     replay.add_argument("client")
     replay.add_argument("--protocol", required=True, help="id@version to compare with")
+    audit_commands.configure_audit(commands.add_parser("audit", help="verify audit hash chains"))
+    audit_commands.configure_history(
+        commands.add_parser("history", help="a client's audit trail as a timeline")
+    )
+    fhir_command.configure(commands.add_parser("export", help="export a client (FHIR R4)"))
+    security_commands.configure_acl(commands.add_parser("acl", help="Redis users (ACL file)"))
+    security_commands.configure_erase(
+        commands.add_parser("erase", help="erase a client's health data and contact details")
+    )
     args = parser.parse_args(argv)
     settings = Settings()
     return int(COMMANDS[args.command](args, settings) or 0)
@@ -68,7 +83,10 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from .demo import run_demo
 
-    return run_demo(settings)
+    if args.channel == "email" and not args.address:
+        print("demo: --channel email needs --address you@example.org", file=sys.stderr)
+        return 2
+    return run_demo(settings, channel=args.channel, address=args.address)
 
 
 def _publish(args: argparse.Namespace, settings: Settings) -> int:
@@ -82,14 +100,19 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _service(args: argparse.Namespace, settings: Settings) -> int:
+    # The gatekeeper is an ASGI app (it serves the physio pages), the notifier a plain one.
     if args.command == "gatekeeper":
-        from rehabgate.services.gatekeeper.app import create_app
+        from rehabgate.services.gatekeeper.app import create_app as gatekeeper_app
+
+        run = gatekeeper_app(settings).run
     else:
-        from rehabgate.services.notifier.app import create_app
+        from rehabgate.services.notifier.app import create_app as notifier_app
+
+        run = notifier_app(settings).run
     from rehabgate.services.common.lifecycle import ConsumerGroupLost
 
     try:
-        asyncio.run(create_app(settings).run())
+        asyncio.run(run())
     except ConsumerGroupLost as exc:
         print(f"{args.command}: {exc}", file=sys.stderr)
         return 1
@@ -175,6 +198,11 @@ COMMANDS = {
     "schemas": _schemas,
     "protocol": _protocol,
     "replay": _replay,
+    "audit": audit_commands.audit_command,
+    "acl": security_commands.acl_command,
+    "erase": security_commands.erase_command,
+    "history": audit_commands.history_command,
+    "export": fhir_command.command,
 }
 
 if __name__ == "__main__":

@@ -20,7 +20,12 @@ from rehabgate.schemas.inbound import (
     ClinicianAction,
     SessionLogged,
 )
-from rehabgate.schemas.outbound import ClientMessage, DeliveryReceipt, ProgressionEvaluated
+from rehabgate.schemas.outbound import (
+    ClientMessage,
+    DeliveryReceipt,
+    PhysioAlert,
+    ProgressionEvaluated,
+)
 from rehabgate.services.gatekeeper.domain.protocol import Protocol
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "json"
@@ -35,6 +40,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "progression.evaluated": ProgressionEvaluated,
     "client.message": ClientMessage,
     "message.receipt": DeliveryReceipt,
+    "physio.alert": PhysioAlert,
     "protocol": Protocol,
 }
 

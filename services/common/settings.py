@@ -2,17 +2,48 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import socket
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, AnyHttpUrl, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .clinics import ClinicConfig, ClinicId
 
 
 def default_consumer_name() -> str:
     """Unique per process: a restarted process never inherits a dead one's name by accident."""
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WebhookEndpoint(BaseModel):
+    """One clinic's webhook receiver. The URL comes from configuration, never from an
+    event, so a clinic event cannot make the notifier call an arbitrary address."""
+
+    url: AnyHttpUrl
+    secret: SecretStr = Field(
+        description="Standard Webhooks signing secret: `whsec_` + base64 of 24-64 random bytes."
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        try:
+            key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
+        except binascii.Error as exc:
+            raise ValueError("secret: expected whsec_ followed by base64") from exc
+        if not raw.startswith("whsec_") or not 24 <= len(key) <= 64:
+            raise ValueError("secret: expected whsec_ followed by base64 of 24-64 bytes")
+        return value
+
+    def key(self) -> bytes:
+        """The HMAC key: the base64-decoded part of the secret."""
+        return base64.b64decode(self.secret.get_secret_value().removeprefix("whsec_"))
 
 
 class Settings(BaseSettings):
@@ -45,3 +76,70 @@ class Settings(BaseSettings):
     )
     log_json: bool | None = Field(default=None, description="JSON logs; default: unless a TTY.")
     log_level: str = "INFO"
+    http_host: str = Field(default="127.0.0.1", description="Where the gatekeeper serves HTTP.")
+    http_port: int = Field(default=8080, ge=0, le=65535, description="Gatekeeper HTTP port.")
+    clinic_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Physio read access: clinic id -> token (JSON). No token, no access.",
+    )
+    # -- tenants and Redis users (issue 7; see clinics.py and common/acl.py) ----------
+    clinics: dict[ClinicId, ClinicConfig] = Field(
+        default_factory=dict,
+        description="Tenants: clinic id -> {require_signature, keys} (JSON). Set, each clinic "
+        "publishes to rehabgate:inbound:<clinic_id>; unset, rehabgate:inbound (trusted network).",
+    )
+    signature_tolerance_s: float = Field(
+        default=300, gt=0, description="Signed events: largest age (or lead) of `timestamp`."
+    )
+    acl_passwords: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="`rehabgate acl generate`: Redis user -> password (JSON); others generated.",
+    )
+    # -- notifier: client messages ------------------------------------------------
+    default_locale: str = Field(
+        default="en", description="Message language when a client has no contact or locale."
+    )
+    template_dir: Path | None = Field(
+        default=None,
+        description="Per-clinic template overrides: <dir>/<clinic_id>/<locale>/<name>.j2.",
+    )
+    held_digest: bool = Field(
+        default=False, description="Also message held decisions (a short progress note)."
+    )
+    coalesce_window_s: float = Field(
+        default=300,
+        ge=0,
+        description="Decisions of one client this close in event time become one message.",
+    )
+    outbox_poll_s: float = Field(
+        default=1.0, gt=0, description="How often the notifier sends held messages now due."
+    )
+    delivery_attempts: int = Field(
+        default=5, ge=1, le=20, description="Tries per message on email/webhook channels."
+    )
+    delivery_deadline_s: float = Field(
+        default=60, gt=0, description="Time budget for all tries of one email/webhook message."
+    )
+    delivery_backoff_s: float = Field(
+        default=0.5, gt=0, description="First retry wait; doubles per try, with jitter."
+    )
+    delivery_backoff_max_s: float = Field(default=10, gt=0, description="Longest retry wait.")
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server; unset, the email channel is not configured."
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["auto", "starttls", "tls", "none"] = Field(
+        default="auto",
+        description="auto: STARTTLS when offered; starttls: required; tls: implicit TLS.",
+    )
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str | None = Field(
+        default=None, description="From address of client e-mails (needed with smtp_host)."
+    )
+    smtp_timeout_s: float = Field(default=30, gt=0, description="Per-try SMTP timeout.")
+    webhooks: dict[str, WebhookEndpoint] = Field(
+        default_factory=dict,
+        description="Webhook channel: clinic id -> {url, secret} (JSON).",
+    )
+    webhook_timeout_s: float = Field(default=10, gt=0, description="Per-try webhook timeout.")

@@ -25,7 +25,7 @@ def test_every_package_directory_is_listed_in_pyproject() -> None:
     for top in ("schemas", "services"):
         for path in (ROOT / top).rglob("*"):
             if (
-                path.suffix in (".py", ".json", ".yaml", ".lua")
+                path.suffix in (".py", ".json", ".yaml", ".lua", ".j2")
                 and "__pycache__" not in path.parts
             ):
                 relative = path.parent.relative_to(ROOT).as_posix().replace("/", ".")
@@ -57,7 +57,10 @@ def test_wheel_holds_only_the_rehabgate_namespace_with_its_data(tmp_path: Path) 
         "rehabgate/schemas/json/session.logged.v1.schema.json",
         "rehabgate/services/gatekeeper/protocols/achilles-tendinopathy@1.yaml",
         "rehabgate/services/gatekeeper/commit_step.lua",
-        "rehabgate/services/notifier/deliver_step.lua",
+        "rehabgate/services/notifier/outbox/deliver_step.lua",
+        "rehabgate/services/notifier/outbox/schedule_step.lua",
+        "rehabgate/services/notifier/templates/en/unlocked.txt.j2",
+        "rehabgate/services/notifier/templates/de/email.html.j2",
     ):
         assert needed in names
 

@@ -1,0 +1,409 @@
+"""Publisher SDK: publish inbound events from a clinic's Python code and follow them.
+
+The wire contract is a plain `XADD rehabgate:inbound * event <json>` (README), so
+any language can publish. This module exists so that Python integrators do not
+have to get the details right by hand: the typed builders (`Events`, from
+builders.py) make valid events with fresh ids and offset-carrying timestamps;
+`Publisher` writes them with the exact stream and field names and afterwards
+finds each event's fate: its decision on the client's partition
+`progression.evaluated` stream, or its dead letter with the reason. Nothing here
+imports the services: a clinic needs the schemas package and Redis, nothing else.
+
+Per-clinic streams and signed events plug in through `stream=` and the `signer`
+hook (fields added to each entry): `Publisher(url, stream=clinic_inbound_stream(
+"clinic-a"), signer=signing.signer(key))`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any, cast
+from uuid import UUID
+
+import redis
+import redis.asyncio as aredis
+from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
+
+from .builders import EnvelopeOptions, Events, exercise, now
+from .inbound import InboundEvent
+from .outbound import ProgressionEvaluated
+from .signing import Signer
+from .streams import EVENT_FIELD, INBOUND, INBOUND_DEAD_LETTER, evaluated_stream, partition_of
+
+__all__ = [
+    "AsyncPublisher",
+    "DeadLetterInfo",
+    "DecisionTimeout",
+    "EnvelopeOptions",
+    "Events",
+    "Fate",
+    "Publisher",
+    "Signer",
+    "exercise",
+    "now",
+]
+
+
+@dataclass(frozen=True)
+class DeadLetterInfo:
+    """An inbound entry the gatekeeper refused: why, and the payload exactly as sent."""
+
+    entry_id: str
+    reason: str
+    raw: bytes
+    source_stream: str
+    source_id: str
+    dead_lettered_at: str | None
+
+
+#: What became of a published event: its decision, or its dead letter.
+Fate = ProgressionEvaluated | DeadLetterInfo
+
+
+class DecisionTimeout(TimeoutError):
+    """No decision and no dead letter in time. The gatekeeper may be down or behind;
+    or the event was applied without a decision (`client.contact.updated` and
+    `client.discharged` never have one), or it re-sent an event already applied."""
+
+
+@dataclass(frozen=True)
+class _Sent:
+    entry_id: str
+    event_id: str
+    client_id: str | None
+
+
+@dataclass
+class _Watch:
+    """Pure matching of stream entries to the events being waited for: a decision by
+    its `cause_event_id`, a dead letter by its source entry or its payload's event id."""
+
+    waiting: list[_Sent]
+    cursors: dict[str, str]  # stream -> last entry id read
+    dead_letter_stream: str
+    source_stream: str
+
+    def feed(
+        self, stream: str, entry_id: str, fields: Mapping[str, bytes]
+    ) -> list[tuple[str, Fate]]:
+        self.cursors[stream] = entry_id
+        fate: Fate
+        if stream == self.dead_letter_stream:
+            fate = _dead_letter(entry_id, fields)
+            raw_id = _json_field(fate.raw, "event_id")
+            from_here = fate.source_stream == self.source_stream
+            matched = [
+                s
+                for s in self.waiting
+                if (from_here and s.entry_id and s.entry_id == fate.source_id)
+                or (s.event_id and s.event_id == raw_id)
+            ]
+        else:
+            raw = fields.get(EVENT_FIELD, b"")
+            if not any(s.event_id and s.event_id.encode() in raw for s in self.waiting):
+                return []  # cheap pre-check: most decisions are other clients'
+            fate = ProgressionEvaluated.model_validate_json(raw)
+            matched = [s for s in self.waiting if s.event_id == str(fate.cause_event_id)]
+        self.waiting = [s for s in self.waiting if s not in matched]
+        return [(s.entry_id, fate) for s in matched]
+
+
+class _Base:
+    """Configuration and bookkeeping shared by the sync and async publishers."""
+
+    MAX_REMEMBERED = 10_000
+
+    def __init__(
+        self,
+        *,
+        partitions: int,
+        stream: str,
+        dead_letter_stream: str,
+        signer: Signer | None,
+        skew_ms: int,
+    ) -> None:
+        self.partitions = partitions
+        self.stream = stream
+        self.dead_letter_stream = dead_letter_stream
+        self.signer = signer
+        self.skew_ms = skew_ms
+        self._sent: OrderedDict[str, _Sent] = OrderedDict()  # by entry id
+        self._by_event: dict[str, str] = {}  # event id -> entry id
+
+    def _fields(self, payload: str | bytes) -> dict[FieldT, EncodableT]:
+        data = payload.encode() if isinstance(payload, str) else payload
+        extra = self.signer(self.stream, data) if self.signer else {}
+        fields: dict[FieldT, EncodableT] = {k: v for k, v in extra.items()}
+        fields[EVENT_FIELD] = data
+        return fields
+
+    def _remember(self, entry_id: bytes | str, payload: str | bytes) -> str:
+        entry = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        event_id = _json_field(payload, "event_id")
+        self._sent[entry] = _Sent(entry, event_id, _json_field(payload, "client_id") or None)
+        if event_id:
+            self._by_event[event_id] = entry
+        while len(self._sent) > self.MAX_REMEMBERED:
+            _, old = self._sent.popitem(last=False)
+            if self._by_event.get(old.event_id) == old.entry_id:
+                del self._by_event[old.event_id]
+        return entry
+
+    def _sent_for(self, event: InboundEvent | UUID | str) -> _Sent | None:
+        if isinstance(event, UUID | str):
+            entry = self._by_event.get(str(event))
+            return self._sent.get(entry) if entry else None
+        entry = self._by_event.get(str(event.event_id))
+        known = self._sent.get(entry) if entry else None
+        return known or _Sent("", str(event.event_id), event.client_id)
+
+    def _watch(self, sent: list[_Sent], start_ms: int) -> _Watch:
+        clients = {s.client_id for s in sent}
+        partitions = (
+            range(self.partitions)
+            if None in clients
+            else sorted({partition_of(c, self.partitions) for c in clients if c})
+        )
+        start = f"{max(start_ms - self.skew_ms, 0)}-0"
+        streams = [evaluated_stream(p) for p in partitions] + [self.dead_letter_stream]
+        return _Watch(
+            list(sent),
+            dict.fromkeys(streams, start),
+            self.dead_letter_stream,
+            self.stream,
+        )
+
+    def _lookup(self, entry_ids: Iterable[str]) -> list[_Sent]:
+        return [self._sent.get(e) or _Sent(e, "", None) for e in entry_ids]
+
+
+class Publisher(_Base):
+    """Publish inbound events to Redis and wait for their fate (sync).
+
+    `Publisher("redis://...")` or `Publisher(existing_client)`. `partitions` must
+    match the deployment's `REHABGATE_PARTITIONS` (decisions are partitioned by
+    client). `stream` is where this clinic publishes (`rehabgate:inbound` today).
+    `skew_ms`: how far before the published entry to look for its fate, covering
+    clock differences between Redis nodes.
+    """
+
+    def __init__(
+        self,
+        redis_url_or_client: str | redis.Redis,
+        *,
+        partitions: int = 1,
+        stream: str = INBOUND,
+        dead_letter_stream: str = INBOUND_DEAD_LETTER,
+        signer: Signer | None = None,
+        skew_ms: int = 5_000,
+    ) -> None:
+        super().__init__(
+            partitions=partitions,
+            stream=stream,
+            dead_letter_stream=dead_letter_stream,
+            signer=signer,
+            skew_ms=skew_ms,
+        )
+        self._owned = isinstance(redis_url_or_client, str)
+        self.redis = (
+            redis.Redis.from_url(redis_url_or_client)
+            if isinstance(redis_url_or_client, str)
+            else redis_url_or_client
+        )
+
+    def publish(self, event: InboundEvent) -> str:
+        """XADD the event as JSON in the field `event`; returns the stream entry id."""
+        return self.publish_raw(event.model_dump_json(exclude_none=True))
+
+    def publish_raw(self, payload: str | bytes) -> str:
+        """XADD a JSON document exactly as given (for tools that forward files)."""
+        entry_id = cast(bytes, self.redis.xadd(self.stream, self._fields(payload)))
+        return self._remember(entry_id, payload)
+
+    def wait_for_decision(
+        self, event: InboundEvent | UUID | str, timeout: float = 10.0, *, after: str | None = None
+    ) -> Fate:
+        """The decision caused by `event` (or the id of one), or its dead letter.
+
+        Looks from the moment the event was published by this publisher, so a decision
+        made before the call is found too. For an event published elsewhere, pass
+        `after=` (its entry id); otherwise only fates from now on are seen.
+        Raises `DecisionTimeout` when neither appears within `timeout` seconds.
+        """
+        sent = self._sent_for(event) or _Sent("", str(event), None)
+        start = after or sent.entry_id or _server_now(self.redis.time())
+        for _, fate in self._fates([sent], _ms(start), timeout):
+            return fate
+        raise DecisionTimeout(f"no decision or dead letter for {sent.event_id} in {timeout:g}s")
+
+    def fates(self, entry_ids: Iterable[str], timeout: float = 10.0) -> Iterator[tuple[str, Fate]]:
+        """(entry id, fate) for each of these published entries, as they arrive, until
+        all are known or `timeout` seconds have passed."""
+        sent = self._lookup(entry_ids)
+        if sent:
+            yield from self._fates(sent, min(_ms(s.entry_id) for s in sent), timeout)
+
+    def _fates(
+        self, sent: list[_Sent], start_ms: int, timeout: float
+    ) -> Iterator[tuple[str, Fate]]:
+        watch = self._watch(sent, start_ms)
+        deadline = time.monotonic() + timeout
+        while watch.waiting and (left := deadline - time.monotonic()) > 0:
+            reply = self.redis.xread(
+                _cursors(watch), count=500, block=max(1, min(1000, int(left * 1000)))
+            )
+            for stream, entry_id, fields in _entries(reply):
+                yield from watch.feed(stream, entry_id, fields)
+
+    def close(self) -> None:
+        if self._owned:
+            self.redis.close()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncPublisher(_Base):
+    """`Publisher` for asyncio code (redis.asyncio); the same methods, awaited."""
+
+    def __init__(
+        self,
+        redis_url_or_client: str | aredis.Redis,
+        *,
+        partitions: int = 1,
+        stream: str = INBOUND,
+        dead_letter_stream: str = INBOUND_DEAD_LETTER,
+        signer: Signer | None = None,
+        skew_ms: int = 5_000,
+    ) -> None:
+        super().__init__(
+            partitions=partitions,
+            stream=stream,
+            dead_letter_stream=dead_letter_stream,
+            signer=signer,
+            skew_ms=skew_ms,
+        )
+        self._owned = isinstance(redis_url_or_client, str)
+        self.redis = (
+            aredis.Redis.from_url(redis_url_or_client)
+            if isinstance(redis_url_or_client, str)
+            else redis_url_or_client
+        )
+
+    async def publish(self, event: InboundEvent) -> str:
+        return await self.publish_raw(event.model_dump_json(exclude_none=True))
+
+    async def publish_raw(self, payload: str | bytes) -> str:
+        entry_id = await self.redis.xadd(self.stream, self._fields(payload))
+        return self._remember(entry_id, payload)
+
+    # `timeout` (not asyncio.timeout) because it bounds XREAD's server-side BLOCK, and
+    # the signature matches the sync publisher's.
+    async def wait_for_decision(
+        self,
+        event: InboundEvent | UUID | str,
+        timeout: float = 10.0,  # noqa: ASYNC109
+        *,
+        after: str | None = None,
+    ) -> Fate:
+        sent = self._sent_for(event) or _Sent("", str(event), None)
+        start = after or sent.entry_id or _server_now(await self.redis.time())
+        async with aclosing(self._fates([sent], _ms(start), timeout)) as found:
+            async for _, fate in found:
+                return fate
+        raise DecisionTimeout(f"no decision or dead letter for {sent.event_id} in {timeout:g}s")
+
+    async def fates(
+        self,
+        entry_ids: Iterable[str],
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> AsyncIterator[tuple[str, Fate]]:
+        sent = self._lookup(entry_ids)
+        if sent:
+            start = min(_ms(s.entry_id) for s in sent)
+            async with aclosing(self._fates(sent, start, timeout)) as found:
+                async for item in found:
+                    yield item
+
+    async def _fates(
+        self, sent: list[_Sent], start_ms: int, wait_s: float
+    ) -> AsyncGenerator[tuple[str, Fate]]:
+        watch = self._watch(sent, start_ms)
+        deadline = time.monotonic() + wait_s
+        while watch.waiting and (left := deadline - time.monotonic()) > 0:
+            reply = await self.redis.xread(
+                _cursors(watch), count=500, block=max(1, min(1000, int(left * 1000)))
+            )
+            for stream, entry_id, fields in _entries(reply):
+                for item in watch.feed(stream, entry_id, fields):
+                    yield item
+
+    async def aclose(self) -> None:
+        if self._owned:
+            await self.redis.aclose()
+
+    async def __aenter__(self) -> AsyncPublisher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _cursors(watch: _Watch) -> dict[KeyT, StreamIdT]:
+    return {stream: cursor for stream, cursor in watch.cursors.items()}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def _ms(entry_id: str) -> int:
+    """The millisecond part of a stream entry id (`1730000000000-0`)."""
+    return int(entry_id.split("-", 1)[0])
+
+
+def _server_now(reply: Any) -> str:
+    """Redis TIME (seconds, microseconds) as an entry id."""
+    seconds, micros = reply
+    return f"{int(seconds) * 1000 + int(micros) // 1000}-0"
+
+
+def _json_field(payload: str | bytes, name: str) -> str:
+    try:
+        document = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    value = document.get(name) if isinstance(document, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def _entries(reply: Any) -> Iterator[tuple[str, str, dict[str, bytes]]]:
+    """XREAD's reply (RESP2 list or RESP3 map, bytes or decoded) as (stream, id, fields)."""
+    streams = reply.items() if isinstance(reply, dict) else (reply or [])
+    for stream, rows in streams:
+        for entry_id, fields in rows:
+            yield (
+                _text(stream),
+                _text(entry_id),
+                {_text(k): v if isinstance(v, bytes) else v.encode() for k, v in fields.items()},
+            )
+
+
+def _dead_letter(entry_id: str, fields: Mapping[str, bytes]) -> DeadLetterInfo:
+    at = fields.get("dead_lettered_at")
+    return DeadLetterInfo(
+        entry_id=entry_id,
+        reason=_text(fields.get("reason", b"")),
+        raw=fields.get("raw", b""),
+        source_stream=_text(fields.get("source_stream", INBOUND.encode())),
+        source_id=_text(fields.get("source_id", b"")),
+        dead_lettered_at=_text(at) if at is not None else None,
+    )

@@ -1,0 +1,79 @@
+"""`rehabgate export fhir CLIENT [--out FILE] [--base URL]`: one client as a FHIR R4 Bundle.
+
+Reads the client's state and audit trail in one transaction (audit/reading.py, as
+`rehabgate history` does), refuses a trail whose hash chain is broken (an export is
+a record handed to another system: it must be the record rehabgate holds), and
+leaves the mapping itself to the pure `gatekeeper/fhir_export.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from rehabgate.services.common.keys import ClientKeys
+from rehabgate.services.common.settings import Settings
+from rehabgate.services.gatekeeper.audit.reading import ClientAudit, read_client
+from rehabgate.services.gatekeeper.audit.verify import verify_chain
+from rehabgate.services.gatekeeper.fhir_export import CANONICAL_BASE, export_bundle
+from rehabgate.services.gatekeeper.protocol_files import load_protocols
+
+from .stack import URL_FILE
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    formats = parser.add_subparsers(dest="format", required=True)
+    fhir = formats.add_parser("fhir", help="a client as a FHIR R4 Bundle (JSON)")
+    fhir.add_argument("client")
+    fhir.add_argument("--out", type=Path, help="write to FILE instead of standard output")
+    fhir.add_argument(
+        "--base", default=CANONICAL_BASE, help=f"canonical base URL (default {CANONICAL_BASE})"
+    )
+
+
+async def _read(url: str, keys: ClientKeys) -> ClientAudit:
+    redis = Redis.from_url(url)
+    try:
+        return await read_client(redis, keys)
+    finally:
+        await redis.aclose()
+
+
+def command(args: argparse.Namespace, settings: Settings) -> int:
+    url = settings.redis_url or (URL_FILE.read_text().strip() if URL_FILE.is_file() else None)
+    if url is None:
+        print("export: set REDIS_URL, or start `rehabgate up` in this directory first")
+        return 2
+    audit = asyncio.run(_read(url, ClientKeys.of(args.client, settings.partitions)))
+    if audit.state is None:
+        print(f"export: no client {args.client}", file=sys.stderr)
+        return 2
+    verdict = verify_chain(audit.entries, audit.head)
+    if not verdict.ok:
+        print(f"export: the audit trail of {args.client} is broken; "
+              f"run `rehabgate audit verify {args.client}`", file=sys.stderr)  # fmt: skip
+        return 1
+    protocols = load_protocols(settings.protocol_dirs)
+    if audit.state.protocol not in protocols:
+        print(f"export: protocol {audit.state.protocol} is not loaded", file=sys.stderr)
+        return 2
+    bundle = export_bundle(
+        audit.state,
+        [e.entry for e in audit.entries],
+        protocols[audit.state.protocol],
+        base=args.base.rstrip("/"),
+        timestamp=datetime.now(UTC),
+    )
+    text = json.dumps(bundle, indent=2, ensure_ascii=False) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}: {len(bundle['entry'])} resources", file=sys.stderr)
+    return 0
