@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck up clean bench
+.PHONY: install demo test lint typecheck up clean bench faults
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "rehabgate needs Python >= 3.11 (set PYTHON=...)")'
@@ -20,6 +20,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Fault injection at full size (tests/faults): one JSON line per scenario, then FAULTS {...}.
+faults: $(STAMP)
+	$(BIN)/python -m tests.faults
 
 lint: $(STAMP) typecheck
 	$(BIN)/ruff check .

@@ -89,7 +89,9 @@ def render(results: dict[str, object]) -> str:
         met = ""
         if goal is not None and isinstance(value, int | float):
             met = "yes" if (value >= goal[1] if goal[0] == ">=" else value <= goal[1]) else "NO"
-        rows.append(f"| {key} | {value} | {goal[0] + ' ' + str(goal[1]) if goal else ''} | {met} |")
+        rows.append(
+            f"| {key} | {value} | {goal[0] + ' ' + str(goal[1]) if goal else ''} | {met} |"
+        )
     return "\n".join(rows)
 
 

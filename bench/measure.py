@@ -133,7 +133,9 @@ class Latency:
 
     def summary(self) -> dict[str, float | int]:
         def pct(values: list[int], q: float) -> float:
-            return float(statistics.quantiles(values, n=100)[int(q) - 1]) if len(values) > 1 else 0.0
+            return (
+                float(statistics.quantiles(values, n=100)[int(q) - 1]) if len(values) > 1 else 0.0
+            )
 
         return {
             "rate": self.rate,
@@ -162,7 +164,7 @@ def latency(url: str, rate: int, seconds: float, gatekeepers: int) -> Latency:
     with services(url, gatekeepers, 1) as pids:
         time.sleep(3)  # start-up is not what is measured
         published: dict[str, int] = {}
-        tick, per_tick = 0.01, rate / 100
+        per_tick = rate / 100  # owed per 10 ms tick
         stream = events(clients=int(rate * seconds), days=1, seed=rate)
         start = time.perf_counter()
         sent, owed = 0, 0.0
