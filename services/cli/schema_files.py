@@ -28,6 +28,8 @@ from rehabgate.schemas.outbound import (
 )
 from rehabgate.services.gatekeeper.domain.protocol import Protocol
 
+from . import asyncapi_docs
+
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "json"
 
 MODELS: dict[str, type[BaseModel]] = {
@@ -52,6 +54,8 @@ def render() -> dict[str, str]:
         for name, model in MODELS.items()
     }
     files["inbound-event.v1.schema.json"] = _dump(INBOUND_ADAPTER.json_schema(), "inbound-event")
+    for service in ("gatekeeper", "notifier"):
+        files[f"asyncapi-{service}.json"] = asyncapi_docs.render(service)
     return files
 
 
