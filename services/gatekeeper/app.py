@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 
 import structlog
+from faststream.exceptions import NackMessage
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
 from redis.asyncio import Redis
@@ -23,6 +24,7 @@ from redis.asyncio import Redis
 from rehabgate.schemas.streams import GATEKEEPER_GROUP, INBOUND_DEAD_LETTER
 from rehabgate.services.common.consuming import (
     dead_letter_exhausted,
+    delivery_counts,
     raw_batch_parser,
     raw_entries,
 )
@@ -51,11 +53,21 @@ def create_app(settings: Settings | None = None) -> ServiceAsgi:
     redis = Redis.from_url(settings.redis_url)
     store = RedisClientStore(redis, settings.partitions)
 
-    async def apply(entries: list[Entry], source: Source, reclaimed: bool) -> None:
-        report = await process_batch(entries, store, protocols, source)
+    async def apply(
+        entries: list[Entry], source: Source, reclaimed: bool, deferrable: set[str]
+    ) -> None:
+        report = await process_batch(entries, store, protocols, source, deferrable=deferrable)
         reasons = {letter.entry_id: letter.reason for letter in report.dead_letters}
         for entry in entries:
             _log_fate(log, entry.entry_id, report, reasons.get(entry.entry_id), reclaimed)
+        deferred = {i for i, fate in report.fates.items() if fate == "deferred"}
+        if deferred:
+            # Ack the rest ourselves and leave the deferred entries pending: the
+            # claimer retries them after claim_idle_ms, until max_deliveries.
+            done = [e.entry_id for e in entries if e.entry_id not in deferred]
+            if done:
+                await redis.xack(source.stream, GATEKEEPER_GROUP, *done)
+            raise NackMessage
 
     def subscribe(source: Source) -> None:
         @broker.subscriber(
@@ -69,7 +81,8 @@ def create_app(settings: Settings | None = None) -> ServiceAsgi:
             clinician.action, client.contact.updated, client.discharged), JSON in the
             entry field `event`. Each is applied once, recognised as a duplicate, or
             dead-lettered with a reason; decisions go to progression.evaluated."""
-            await apply([Entry(i, f) for i, f in raw_entries(msg)], source, reclaimed=False)
+            entries = [Entry(i, f) for i, f in raw_entries(msg)]
+            await apply(entries, source, False, {e.entry_id for e in entries})
 
         @broker.subscriber(
             stream=StreamSub(
@@ -85,7 +98,11 @@ def create_app(settings: Settings | None = None) -> ServiceAsgi:
                 dead_letter_stream=INBOUND_DEAD_LETTER, max_deliveries=settings.max_deliveries,
                 log=log,
             )  # fmt: skip
-            await apply([Entry(i, f) for i, f in rest], source, reclaimed=True)
+            counts = await delivery_counts(
+                redis, source.stream, GATEKEEPER_GROUP, [i for i, _ in rest]
+            )
+            retry = {i for i, _ in rest if counts[i] < settings.max_deliveries}
+            await apply([Entry(i, f) for i, f in rest], source, True, retry)
 
     inbound = sources(settings)
     for source in inbound:

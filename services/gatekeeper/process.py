@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Literal
@@ -40,9 +40,13 @@ from .tenancy import (
     foreign_client,
 )
 
-Fate = Literal["applied", "duplicate", "dead_lettered"]
+Fate = Literal["applied", "duplicate", "dead_lettered", "deferred"]
 MAX_CONFLICT_ROUNDS = 8
 SERVICE_VERSION = version("rehabgate")
+
+
+class NotEnrolledYet(Rejected):
+    """An event for a client with no enrolment yet; it may still be on its way."""
 
 
 class ConflictsPersist(Exception):
@@ -143,9 +147,12 @@ async def process_batch(
     protocols: Mapping[str, Protocol],
     source: Source = SHARED,
     now: float | None = None,
+    deferrable: Collection[str] = frozenset(),
 ) -> Report:
     """`source`: the inbound stream the entries were read from (default: the shared
-    development stream); `now`: unix time for signature checks (default: the clock)."""
+    development stream); `now`: unix time for signature checks (default: the clock);
+    `deferrable`: entry ids that may wait for their client's enrolment (fate
+    "deferred": the caller leaves them pending, to be retried by the claimer)."""
     fates: dict[str, Fate] = {}
     outcomes: dict[str, str] = {}
     letters: list[DeadLetter] = []
@@ -161,7 +168,9 @@ async def process_batch(
     for _ in range(MAX_CONFLICT_ROUNDS):
         if not pending:
             break
-        pending = await _round(pending, store, protocols, source, fates, outcomes, letters)
+        pending = await _round(
+            pending, store, protocols, source, fates, outcomes, letters, deferrable
+        )
     else:
         raise ConflictsPersist(f"{len(pending)} events still conflicting")
 
@@ -180,6 +189,7 @@ async def _round(
     fates: dict[str, Fate],
     outcomes: dict[str, str],
     letters: list[DeadLetter],
+    deferrable: Collection[str],
 ) -> list[tuple[Entry, InboundEvent]]:
     """Decide every pending event against freshly read state; return those whose
     client was changed by another writer meanwhile (to be decided again)."""
@@ -223,6 +233,14 @@ async def _round(
             snap.state = snap.state.model_copy(update={"log": (*committed, *snap.state.log)})
         try:
             decision = _decide(snap, event, protocols)
+        except NotEnrolledYet as refusal:
+            # With several gatekeepers, a client's first session can be read before
+            # its enrolment is applied: wait for it (bounded by max deliveries).
+            if entry.entry_id in deferrable:
+                fates[entry.entry_id] = "deferred"
+            else:
+                letters.append(DeadLetter(entry.entry_id, refusal.reason, entry.fields[b"event"]))
+            continue
         except Rejected as refusal:
             letters.append(DeadLetter(entry.entry_id, refusal.reason, entry.fields[b"event"]))
             continue
@@ -266,7 +284,7 @@ def _decide(snap: Snapshot, event: InboundEvent, protocols: Mapping[str, Protoco
     if isinstance(event, ClientContactUpdated):  # pragma: no cover - handled by the caller
         raise AssertionError("contact updates carry no health data and are not decided")
     if snap.state is None:
-        raise Rejected("unknown client: no client.enrolled event for this client id")
+        raise NotEnrolledYet("unknown client: no client.enrolled event for this client id")
     protocol = protocols.get(snap.state.protocol)
     if protocol is None:
         raise Rejected(f"client's protocol {snap.state.protocol} is not loaded")

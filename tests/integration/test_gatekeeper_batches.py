@@ -193,3 +193,23 @@ async def test_a_late_event_replays_the_committed_history_from_the_audit_trail(
     assert [s.pain_during for s in state.sessions] == [2, 7, 2, 2]
     raw = await async_redis.hget(store.keys(client).state, "state")
     assert b'"log"' not in raw  # the stored state stays small
+
+
+async def test_a_session_read_before_its_enrolment_waits_instead_of_being_refused(
+    async_redis: aredis.Redis,
+) -> None:
+    """Two gatekeepers can read a client's first session before its enrolment is
+    applied; the session is deferred (left pending for the claimer), then applied."""
+    store = RedisClientStore(async_redis, partitions=1)
+    client = unique_client()
+    first_session = entries(session(client, 0))
+    ids = {e.entry_id for e in first_session}
+
+    early = await process_batch(first_session, store, PROTOCOLS, deferrable=ids)
+    await process_batch(entries(enrolment(client)), store, PROTOCOLS)
+    retried = await process_batch(first_session, store, PROTOCOLS, deferrable=ids)
+
+    assert set(early.fates.values()) == {"deferred"}
+    assert early.dead_letters == []
+    assert set(retried.fates.values()) == {"applied"}
+    assert [d.outcome for d in await decisions_for(async_redis, client)] == ["unlocked", "held"]
