@@ -3,9 +3,12 @@
 Every entry ends as exactly one of: applied, recognised duplicate, or
 dead-lettered with a reason (malformed JSON, schema violation, unknown client
 or protocol, a domain refusal, or a tenancy or signature refusal, which is also
-recorded as a security event: see tenancy.py). Transient failures (Redis down) raise, so
-the whole batch stays pending and is redelivered; the steps are idempotent on
-`event_id`, so entries applied before the failure are recognised as duplicates.
+recorded as a security event: see tenancy.py). An event for a client not enrolled
+yet may instead be "deferred": the caller leaves it pending for the claimer, and
+on its last allowed delivery it is dead-lettered as an unknown client. Transient
+failures (Redis down) raise, so the whole batch stays pending and is redelivered;
+the steps are idempotent on `event_id`, so entries applied before the failure are
+recognised as duplicates.
 """
 
 from __future__ import annotations
