@@ -38,8 +38,9 @@ typecheck: $(STAMP)
 	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p rehabgate
 
 # Never part of `make test`: minutes long, and its numbers are machine-dependent.
+# `make bench CLUSTER=1`: the same on a local 3-master Redis Cluster.
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	CLUSTER="$(CLUSTER)" $(BIN)/python -m bench
 
 up: $(STAMP)
 	$(BIN)/rehabgate up

@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import redis
-import redis.asyncio as aredis
 
 from bench.workload import events
 from rehabgate.schemas.streams import (
@@ -25,11 +24,23 @@ from rehabgate.schemas.streams import (
     client_messages_stream,
     evaluated_stream,
 )
+from rehabgate.services.common.connections import SyncRedisClient, async_client, sync_client
+from rehabgate.services.common.settings import Settings
 
 RAW_STREAM = "bench:raw"
 
 
-def fill(client: redis.Redis, stream: str, payloads: Sequence[str]) -> list[bytes]:
+def connect(url: str) -> SyncRedisClient:
+    """A client for one server, or for a cluster under `make bench CLUSTER=1` (which
+    sets REHABGATE_REDIS_CLUSTER and REHABGATE_PARTITIONS for us and the services)."""
+    return sync_client(url, Settings().redis_cluster)
+
+
+def partitions() -> range:
+    return range(Settings().partitions)
+
+
+def fill(client: SyncRedisClient, stream: str, payloads: Sequence[str]) -> list[bytes]:
     ids: list[bytes] = []
     pipe = client.pipeline(transaction=False)
     for index, payload in enumerate(payloads, start=1):
@@ -42,11 +53,11 @@ def fill(client: redis.Redis, stream: str, payloads: Sequence[str]) -> list[byte
 
 async def raw_loop(url: str, n: int) -> float:
     """The ceiling: XREADGROUP COUNT 100 + pipelined XACK, no work (as in the anchors)."""
-    sync = redis.Redis.from_url(url)
+    sync = connect(url)
     sync.delete(RAW_STREAM)
     fill(sync, RAW_STREAM, [json.dumps({"i": i, "pain": 3}) for i in range(n)])
     sync.xgroup_create(RAW_STREAM, "g", id="0")
-    r = aredis.Redis.from_url(url)
+    r = async_client(url, Settings().redis_cluster)
     done, start = 0, time.perf_counter()
     while done < n:
         reply = await r.xreadgroup("g", "c", {RAW_STREAM: ">"}, count=100, block=1000)
@@ -81,7 +92,7 @@ def services(url: str, gatekeepers: int, notifiers: int) -> Iterator[dict[str, l
             process.wait(timeout=30)
 
 
-def group_state(client: redis.Redis, stream: str, group: str) -> dict[str, int]:
+def group_state(client: SyncRedisClient, stream: str, group: str) -> dict[str, int]:
     try:
         groups = {g["name"].decode(): g for g in client.xinfo_groups(stream)}
     except redis.ResponseError:
@@ -93,7 +104,7 @@ def group_state(client: redis.Redis, stream: str, group: str) -> dict[str, int]:
             "pending": int(g["pending"])}  # fmt: skip
 
 
-def wait_drained(client: redis.Redis, total: int, timeout: float) -> tuple[float, float]:
+def wait_drained(client: SyncRedisClient, total: int, timeout: float) -> tuple[float, float]:
     """(time the first entry was read, time all were read and acked), perf_counter."""
     first = None
     deadline = time.perf_counter() + timeout
@@ -111,7 +122,7 @@ def wait_drained(client: redis.Redis, total: int, timeout: float) -> tuple[float
 def gatekeeper_throughput(url: str, processes: int, clients: int, days: int) -> float:
     """Full processing rate of a pre-filled inbound stream, from the first read to
     the last ack (start-up excluded), with `processes` gatekeepers."""
-    client = redis.Redis.from_url(url)
+    client = connect(url)
     client.flushall()
     payloads = list(events(clients, days, seed=processes))
     fill(client, INBOUND, payloads)
@@ -159,7 +170,7 @@ def latency(url: str, rate: int, seconds: float, gatekeepers: int) -> Latency:
     half sessions of enrolled clients), then match each decision and message to its
     inbound entry. Latencies use Redis stream ids, i.e. the server's clock on both
     ends, with millisecond resolution."""
-    client = redis.Redis.from_url(url)
+    client = connect(url)
     client.flushall()
     with services(url, gatekeepers, 1) as pids:
         time.sleep(3)  # start-up is not what is measured
@@ -185,15 +196,17 @@ def latency(url: str, rate: int, seconds: float, gatekeepers: int) -> Latency:
             time.sleep(max(0.0, start + (sent / rate) - time.perf_counter()))
         deadline = time.perf_counter() + 120
         while time.perf_counter() < deadline:
-            g, n = (group_state(client, INBOUND, GATEKEEPER_GROUP),
-                    group_state(client, evaluated_stream(0), NOTIFIER_GROUP))  # fmt: skip
-            if g["lag"] == 0 and g["pending"] == 0 and n["lag"] == 0 and n["pending"] == 0:
+            states = [group_state(client, INBOUND, GATEKEEPER_GROUP)]
+            states += [
+                group_state(client, evaluated_stream(p), NOTIFIER_GROUP) for p in partitions()
+            ]
+            if all(s["lag"] == 0 and s["pending"] == 0 for s in states):
                 break
             time.sleep(0.1)
         rss = {service: max(rss_mb(pid) for pid in ids) for service, ids in pids.items()}
     decided: dict[str, int] = {}
     decision_ms = []
-    for entry_id, fields in client.xrange(evaluated_stream(0)):
+    for entry_id, fields in (e for p in partitions() for e in client.xrange(evaluated_stream(p))):
         decision = json.loads(fields[b"event"])
         cause = decision["cause_event_id"]
         if cause in published:
@@ -201,7 +214,8 @@ def latency(url: str, rate: int, seconds: float, gatekeepers: int) -> Latency:
             decision_ms.append(_ms(entry_id) - published[cause])
     message_ms = [
         _ms(entry_id) - decided[json.loads(fields[b"message"])["decision_id"]]
-        for entry_id, fields in client.xrange(client_messages_stream(0))
+        for p in partitions()
+        for entry_id, fields in client.xrange(client_messages_stream(p))
         if json.loads(fields[b"message"])["decision_id"] in decided
     ]
     return Latency(rate, decision_ms, message_ms, rss)
@@ -209,15 +223,15 @@ def latency(url: str, rate: int, seconds: float, gatekeepers: int) -> Latency:
 
 def storage(url: str, clients: int, days: int) -> dict[str, float]:
     """Redis memory per client, and audit bytes per session event, after a full run."""
-    client = redis.Redis.from_url(url)
+    client = connect(url)
     client.flushall()
     payloads = list(events(clients, days, seed=99))
-    before = int(client.info("memory")["used_memory"])
+    before = used_memory(client)
     fill(client, INBOUND, payloads)
     with services(url, 1, 0):
         wait_drained(client, len(payloads), timeout=600)
     client.delete(INBOUND)  # the benchmark's input, not what rehabgate stores
-    used = int(client.info("memory")["used_memory"]) - before
+    used = used_memory(client) - before
     audit_bytes = entries = 0
     for key in client.scan_iter(match="rehabgate:*:audit", count=1000):
         audit_bytes += int(client.memory_usage(key, samples=0) or 0)
@@ -226,6 +240,14 @@ def storage(url: str, clients: int, days: int) -> dict[str, float]:
         "redis_bytes_per_client": used / clients,
         "audit_bytes_per_session_event": audit_bytes / max(entries, 1),
     }
+
+
+def used_memory(client: SyncRedisClient) -> int:
+    """Bytes in use on the server, or on all the cluster's primaries together."""
+    if isinstance(client, redis.RedisCluster):
+        nodes = client.info("memory", target_nodes=redis.RedisCluster.PRIMARIES)
+        return sum(int(info["used_memory"]) for info in nodes.values())
+    return int(client.info("memory")["used_memory"])
 
 
 def run_async(coro: object) -> float:

@@ -13,8 +13,7 @@ import json
 import os
 import sys
 
-from redis.asyncio import Redis
-
+from rehabgate.services.common.connections import async_client
 from rehabgate.services.common.keys import ClientKeys
 from rehabgate.services.common.settings import Settings
 from rehabgate.services.gatekeeper.audit.export import history_page, table_lines, to_csv
@@ -57,7 +56,7 @@ def verdict_line(audit: ClientAudit, verdict: Verdict) -> str:
 
 
 async def _verify(url: str, settings: Settings, client: str | None) -> int:
-    redis = Redis.from_url(url)
+    redis = async_client(url, settings.redis_cluster)
     try:
         if client is not None:
             keys = [ClientKeys.of(client, settings.partitions)]
@@ -80,7 +79,7 @@ async def _verify(url: str, settings: Settings, client: str | None) -> int:
 
 
 async def _history(url: str, settings: Settings, args: argparse.Namespace) -> int:
-    redis = Redis.from_url(url)
+    redis = async_client(url, settings.redis_cluster)
     try:
         audit = await read_client(redis, ClientKeys.of(args.client, settings.partitions))
     finally:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import cast
 
-import redis
-
+from rehabgate.services.common.connections import sync_client
 from rehabgate.services.common.keys import ClientKeys
 from rehabgate.services.common.settings import Settings
 from rehabgate.services.gatekeeper.domain import ClientState
@@ -19,7 +18,7 @@ from .protocol_tools import differences, simulate
 def replay_stored(url: str, settings: Settings, client_id: str, other_ref: str) -> int:
     protocols = load_protocols(settings.protocol_dirs)
     keys = ClientKeys.of(client_id, settings.partitions)
-    client = redis.Redis.from_url(url)
+    client = sync_client(url, settings.redis_cluster)
     raw = cast(bytes | None, client.hget(keys.state, "state"))
     audit = cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(keys.audit))
     client.close()

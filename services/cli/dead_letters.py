@@ -10,9 +10,12 @@ MULTI/EXEC under WATCH: a replay happens entirely or not at all, and two
 operators replaying the same entry re-drive it once. The event is then
 applied, or recognised as a duplicate when it had been applied meanwhile (its
 event id is the idempotency key), or dead-lettered again with a fresh reason.
-On Redis Cluster `rehabgate:inbound` and its dead-letter stream live in
-different slots, so inbound replay needs a single server (evaluated streams
-share their partition's hash tag and replay anywhere).
+On Redis Cluster an inbound stream and its dead-letter stream live in different
+slots, where no transaction reaches: there the payload is added first and the
+dead letter deleted after, so a crash in between (or two operators at once)
+re-drives the event twice, and the gatekeeper recognises the second as a
+duplicate. Evaluated streams share their partition's hash tag with their dead
+letters and replay in one transaction everywhere.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import redis
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
 
 from rehabgate.schemas.streams import (
     EVENT_FIELD,
@@ -32,6 +37,7 @@ from rehabgate.schemas.streams import (
     evaluated_dead_letter_stream,
     evaluated_stream,
 )
+from rehabgate.services.common.connections import SyncRedisClient, sync_client
 from rehabgate.services.common.settings import Settings
 
 from .stack import URL_FILE
@@ -59,7 +65,7 @@ def dead_letter_streams(kind: str, partitions: int) -> dict[str, str]:
 
 
 def list_dead_letters(
-    client: redis.Redis, kind: str, partitions: int, limit: int
+    client: SyncRedisClient, kind: str, partitions: int, limit: int
 ) -> tuple[list[DeadLetterView], int]:
     """The oldest `limit` dead letters of that kind, and how many there are in all."""
     found: list[DeadLetterView] = []
@@ -73,14 +79,24 @@ def list_dead_letters(
 
 
 def replay(
-    client: redis.Redis, dead_letter_stream: str, source_stream: str, entry_id: str
+    client: SyncRedisClient, dead_letter_stream: str, source_stream: str, entry_id: str
 ) -> str | None:
     """Re-add the raw payload to `source_stream` and delete the dead letter in one
-    transaction; returns the new entry id, or None when there is no such dead letter."""
-    with client.pipeline() as pipe:
+    transaction (on a cluster, across slots: in this order, see above); returns the
+    new entry id, or None when there is no such dead letter."""
+    if isinstance(client, RedisCluster):
+        rows = cast(list[Any], client.xrange(dead_letter_stream, entry_id, entry_id))
+        if not rows:
+            return None
+        target = _inbound_source(rows[0][1]) or source_stream
+        if key_slot(target.encode()) != key_slot(dead_letter_stream.encode()):
+            new_id = cast(bytes, client.xadd(target, {EVENT_FIELD: rows[0][1].get(b"raw", b"")}))
+            client.xdel(dead_letter_stream, entry_id)
+            return new_id.decode()
+    with client.pipeline(transaction=True) as pipe:
         while True:
             try:
-                pipe.watch(dead_letter_stream)  # type: ignore[no-untyped-call]
+                pipe.watch(dead_letter_stream)
                 rows = cast(list[Any], pipe.xrange(dead_letter_stream, entry_id, entry_id))
                 if not rows:
                     return None
@@ -125,7 +141,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     if url is None:
         print("dlq: set REDIS_URL, or start `rehabgate up` in this directory first")
         return 2
-    client = redis.Redis.from_url(url)
+    client = sync_client(url, settings.redis_cluster)
     try:
         if args.action == "list":
             return _list(client, args, settings.partitions)
@@ -137,7 +153,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
         client.close()
 
 
-def _list(client: redis.Redis, args: argparse.Namespace, partitions: int) -> int:
+def _list(client: SyncRedisClient, args: argparse.Namespace, partitions: int) -> int:
     letters, total = list_dead_letters(client, args.stream, partitions, args.limit)
     if args.json:
         rows = [
@@ -156,7 +172,7 @@ def _list(client: redis.Redis, args: argparse.Namespace, partitions: int) -> int
     return 0
 
 
-def _replay(client: redis.Redis, args: argparse.Namespace, partitions: int) -> int:
+def _replay(client: SyncRedisClient, args: argparse.Namespace, partitions: int) -> int:
     if bool(args.entry_ids) == args.all:
         print("dlq replay: give dead-letter ENTRY_IDs or --all (not both)")
         return 2

@@ -17,8 +17,9 @@ id (a pseudonym), its clinic, when, and the erased chain's head hash and length,
 so an archived copy of the trail (a legal hold) can still be proven to be the
 chain that was erased, while nothing of its content is kept.
 
-The inbound streams (outside the partition's hash slot) are cleaned first, in a
-transaction of their own, so no waiting event of the client can re-create it.
+The inbound streams (outside the partition's hash slot, and on a cluster each in
+a slot of its own) are cleaned first, so no waiting event of the client can
+re-create it.
 Then the partition's part (client keys, partition streams, outbox, ledger entry)
 is one MULTI/EXEC under WATCH of the client's keys: a gatekeeper step that
 commits meanwhile aborts it, and it is read and done again.
@@ -38,8 +39,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from rehabgate.schemas.streams import (
@@ -53,7 +52,9 @@ from rehabgate.schemas.streams import (
     physio_alerts_stream,
     receipts_stream,
 )
+from rehabgate.services.common.connections import RedisClient, RedisPipeline
 from rehabgate.services.common.keys import ClientKeys
+from rehabgate.services.gatekeeper.audit.codec import decode_entry
 from rehabgate.services.gatekeeper.audit.verify import Head, StoredEntry, Verdict, verify_chain
 from rehabgate.services.gatekeeper.store import GENESIS, chain
 from rehabgate.services.notifier.outbox.store import Outbox, ledger_key
@@ -93,7 +94,7 @@ def mentions(raw: bytes, client_id: str) -> bool:
 
 
 async def _matching(
-    redis: Redis | Pipeline, stream: str, client_id: str, fields: Sequence[bytes]
+    redis: RedisClient | RedisPipeline, stream: str, client_id: str, fields: Sequence[bytes]
 ) -> list[tuple[str, bytes]]:
     """(entry id, payload) of every entry of `stream` about the client, page by page."""
     found: list[tuple[str, bytes]] = []
@@ -120,7 +121,11 @@ def _decision_ids(payloads: Sequence[bytes]) -> set[str]:
 
 
 async def erase_client(
-    redis: Redis, client_id: str, partitions: int, ticket: str | None = None, attempts: int = 20
+    redis: RedisClient,
+    client_id: str,
+    partitions: int,
+    ticket: str | None = None,
+    attempts: int = 20,
 ) -> Erasure:
     """Erase the client everywhere; see the module docstring."""
     erasure = Erasure(client_id)
@@ -137,7 +142,7 @@ async def erase_client(
 
 
 async def _erase_partition(
-    redis: Redis, keys: ClientKeys, ticket: str | None, erasure: Erasure
+    redis: RedisClient, keys: ClientKeys, ticket: str | None, erasure: Erasure
 ) -> None:
     p, client_id = keys.partition, keys.client_id
     outbox = Outbox(redis, p)
@@ -148,13 +153,14 @@ async def _erase_partition(
             list[bytes | None], await pipe.hmget(keys.state, ["state", "version", "audit_head"])
         )
         owner = cast(bytes | None, await pipe.get(keys.owner))
-        existing = [k for k, n in zip(own, [await pipe.exists(k) for k in own], strict=True) if n]
+        # TYPE, not EXISTS: a cluster pipeline cannot run EXISTS while watching.
+        existing = [k for k in own if await pipe.type(k) != b"none"]
         audit = [f for _, f in await _matching_all(pipe, keys.audit)]
         streams = _partition_streams(p)
         found = {s: await _matching(pipe, s, client_id, [f]) for s, (f, _) in streams.items()}
         decided = [payload for _, payload in found[evaluated_stream(p)]]
         decisions = _decision_ids(audit) | _decision_ids(decided)
-        messages = await _outbox_messages(pipe, outbox, client_id)
+        messages = await _outbox_messages(redis, pipe, outbox, client_id)
         ledger_head, ledger_version = cast(
             list[bytes | None], await pipe.hmget(erasures_head_key(p), ["audit_head", "version"])
         )
@@ -206,22 +212,27 @@ async def _erase_partition(
         erasure.record_id = cast(bytes, replies[-2]).decode()
 
 
-async def _matching_all(pipe: Pipeline, stream: str) -> list[tuple[str, bytes]]:
+async def _matching_all(pipe: RedisPipeline, stream: str) -> list[tuple[str, bytes]]:
+    """Every entry of a client's audit stream, as its JSON."""
     rows = cast(list[Any], await pipe.xrange(stream))
-    return [(i.decode(), f.get(b"entry", b"{}")) for i, f in rows]
+    return [(i.decode(), decode_entry(f.get(b"entry", b"{}")).encode()) for i, f in rows]
 
 
-async def _outbox_messages(pipe: Pipeline, outbox: Outbox, client_id: str) -> list[str]:
-    """Ids of the client's messages still in the outbox (queued or being sent)."""
+async def _outbox_messages(
+    redis: RedisClient, pipe: RedisPipeline, outbox: Outbox, client_id: str
+) -> list[str]:
+    """Ids of the client's messages still in the outbox (queued or being sent). The
+    SCAN goes through the client (on a cluster, to every primary; a watching
+    pipeline is tied to one node), the reads through the watching pipeline."""
     found = []
     prefix = outbox.message_key("")
-    async for key in pipe.scan_iter(match=f"{_glob_escape(prefix)}*", count=PAGE):
+    async for key in redis.scan_iter(match=f"{_glob_escape(prefix)}*", count=PAGE):
         if await pipe.hget(key, "client") == client_id.encode():
             found.append(key.decode().removeprefix(prefix))
     return found
 
 
-async def _erase_inbound(redis: Redis, client_id: str) -> Counter[str]:
+async def _erase_inbound(redis: RedisClient, client_id: str) -> Counter[str]:
     """The client's events still on inbound streams and among inbound dead letters."""
     streams = [
         key.decode()
@@ -233,7 +244,7 @@ async def _erase_inbound(redis: Redis, client_id: str) -> Counter[str]:
     removed: Counter[str] = Counter()
     if not found:
         return removed
-    async with redis.pipeline(transaction=True) as pipe:
+    async with redis.pipeline(transaction=False) as pipe:
         for stream, entries in found.items():
             pipe.xdel(stream, *(entry_id for entry_id, _ in entries))
         await pipe.execute()
@@ -273,7 +284,7 @@ def _clinic_of(raw_state: bytes) -> str | None:
     return clinic if isinstance(clinic, str) else None
 
 
-async def verify_erasures(redis: Redis, partition: int) -> Verdict:
+async def verify_erasures(redis: RedisClient, partition: int) -> Verdict:
     """The erasure ledger of one partition, checked by the audit verifier itself."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.xrange(erasures_stream(partition))

@@ -15,8 +15,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from redis.asyncio import Redis
-
+from rehabgate.services.common.connections import async_client
 from rehabgate.services.common.keys import ClientKeys
 from rehabgate.services.common.settings import Settings
 from rehabgate.services.gatekeeper.audit.reading import ClientAudit, read_client
@@ -37,8 +36,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def _read(url: str, keys: ClientKeys) -> ClientAudit:
-    redis = Redis.from_url(url)
+async def _read(url: str, settings: Settings, keys: ClientKeys) -> ClientAudit:
+    redis = async_client(url, settings.redis_cluster)
     try:
         return await read_client(redis, keys)
     finally:
@@ -50,7 +49,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     if url is None:
         print("export: set REDIS_URL, or start `rehabgate up` in this directory first")
         return 2
-    audit = asyncio.run(_read(url, ClientKeys.of(args.client, settings.partitions)))
+    audit = asyncio.run(_read(url, settings, ClientKeys.of(args.client, settings.partitions)))
     if audit.state is None:
         print(f"export: no client {args.client}", file=sys.stderr)
         return 2

@@ -15,14 +15,20 @@ from typing import cast
 
 import redis
 
+from rehabgate.services.common.connections import sync_client
 from rehabgate.services.common.heartbeat import heartbeat_key
 
 
 def check(
-    url: str, service: str, consumer_prefix: str | None = None, max_idle_s: float = 10.0
+    url: str,
+    service: str,
+    consumer_prefix: str | None = None,
+    max_idle_s: float = 10.0,
+    cluster: bool = False,
 ) -> tuple[bool, str]:
+    """`cluster`: `url` names a node of a Redis Cluster (REHABGATE_REDIS_CLUSTER)."""
     prefix = consumer_prefix or socket.gethostname()
-    client = redis.Redis.from_url(url, socket_timeout=2)
+    client = sync_client(url, cluster, socket_timeout=2)
     try:
         beats = cast(dict[bytes, bytes], client.hgetall(heartbeat_key(service)))
     except redis.RedisError as exc:

@@ -23,9 +23,8 @@ import os
 import re
 from pathlib import Path
 
-from redis.asyncio import Redis
-
 from rehabgate.services.common.acl import env_file, generate
+from rehabgate.services.common.connections import async_client
 from rehabgate.services.common.settings import Settings
 
 from .erasure import erase_client, verify_erasures
@@ -106,7 +105,7 @@ def erase_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _erase(url: str, settings: Settings, args: argparse.Namespace) -> int:
-    redis = Redis.from_url(url)
+    redis = async_client(url, settings.redis_cluster)
     try:
         if args.verify:
             broken = 0

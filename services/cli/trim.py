@@ -9,9 +9,8 @@ import argparse
 import asyncio
 from collections.abc import Iterable
 
-from redis.asyncio import Redis
-
 from rehabgate.schemas.streams import INBOUND, clinic_inbound_stream, evaluated_stream
+from rehabgate.services.common.connections import async_client
 from rehabgate.services.common.retention import Trimmed, trim_stream
 from rehabgate.services.common.settings import Settings
 
@@ -28,13 +27,11 @@ def work_streams(partitions: int, clinics: Iterable[str] = ()) -> list[str]:
     ]
 
 
-async def trim_all(
-    url: str, partitions: int, retention_s: float, clinics: Iterable[str] = ()
-) -> list[Trimmed]:
-    client = Redis.from_url(url)
+async def trim_all(url: str, settings: Settings) -> list[Trimmed]:
+    client = async_client(url, settings.redis_cluster)
     try:
-        streams = work_streams(partitions, clinics)
-        return [await trim_stream(client, s, retention_s) for s in streams]
+        streams = work_streams(settings.partitions, settings.clinics)
+        return [await trim_stream(client, s, settings.retention_s) for s in streams]
     finally:
         await client.aclose()
 
@@ -44,9 +41,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
     if url is None:
         print("trim: set REDIS_URL, or start `rehabgate up` in this directory first")
         return 2
-    trimmed = asyncio.run(
-        trim_all(url, settings.partitions, settings.retention_s, settings.clinics)
-    )
+    trimmed = asyncio.run(trim_all(url, settings))
     for result in trimmed:
         if result.removed is None:
             print(f"{result.stream}: left alone (no consumer group)")

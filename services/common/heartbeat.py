@@ -13,9 +13,9 @@ import contextlib
 import time
 from collections.abc import Callable
 
-from redis.asyncio import Redis
-
 from rehabgate.schemas.streams import PREFIX
+
+from .connections import RedisClient
 
 INTERVAL_S = 2.0
 
@@ -26,7 +26,7 @@ def heartbeat_key(service: str) -> str:
 
 class Heartbeat:
     def __init__(
-        self, redis: Redis, service: str, consumer: str, alive: Callable[[], bool]
+        self, redis: RedisClient, service: str, consumer: str, alive: Callable[[], bool]
     ) -> None:
         self._redis, self._key, self._consumer, self._alive = (
             redis, heartbeat_key(service), consumer, alive,

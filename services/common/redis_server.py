@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
@@ -58,16 +59,19 @@ class EmbeddedRedis:
         port: int | None = None,
         appendfsync: str = "everysec",
         aclfile: Path | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         """`appendfsync`: "always" fsyncs the AOF before each reply, so a SIGKILL of the
         server loses no acknowledged write (the crash tests use it). `aclfile`: Redis
         users to load (`rehabgate acl generate`); its `default` user is usually off, so
-        clients then need `url_for(user, password)`."""
+        clients then need `url_for(user, password)`. `extra_args`: more server options
+        (a cluster node's `--cluster-enabled yes ...`, tests/cluster_server.py)."""
         self._own_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="rehabgate-redis-"))
         self.appendonly = appendonly
         self.appendfsync = appendfsync
         self.aclfile = aclfile
+        self.extra_args = list(extra_args)
         self.port = port or free_port()
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -94,6 +98,7 @@ class EmbeddedRedis:
         ]  # fmt: skip
         if self.aclfile is not None:
             args += ["--aclfile", str(self.aclfile.resolve())]
+        args += self.extra_args
         log = (self.data_dir / "server.log").open("ab")
         self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
-from redis.asyncio import Redis
+from .connections import RedisClient
 
 # Ids are compared as (ms, seq) numbers: exact for any auto-generated id (Lua
 # numbers are exact below 2^53). Returns {-1, ''} when there is no group.
@@ -64,7 +64,7 @@ class Trimmed:
     below: str | None
 
 
-async def trim_stream(redis: Redis, stream: str, retention_s: float) -> Trimmed:
+async def trim_stream(redis: RedisClient, stream: str, retention_s: float) -> Trimmed:
     """Trim `stream` below what its groups still owe, keeping the last `retention_s`
     seconds whatever they owe. Never MAXLEN; never an audit stream."""
     if stream.endswith(":audit"):

@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr, StringConstraints, ValidationError
-from redis.asyncio import Redis
 
 from rehabgate.schemas.inbound import QuietHours
+from rehabgate.services.common.connections import RedisClient
 from rehabgate.services.common.keys import ClientKeys
 
 CONTACT_FIELD = "contact"
@@ -30,7 +30,7 @@ class Contact(BaseModel):
 
 
 async def read_contacts(
-    redis: Redis, partition: int, client_ids: Iterable[str]
+    redis: RedisClient, partition: int, client_ids: Iterable[str]
 ) -> dict[str, Contact | None]:
     """Every client's contact in one pipelined round trip; None for a client with
     none (or an unreadable one: such a client gets the default channel)."""

@@ -27,8 +27,8 @@ from urllib.parse import parse_qs, quote
 import structlog
 from faststream.asgi import AsgiResponse, HttpHandler, Request, get
 from faststream.asgi.types import ASGIApp
-from redis.asyncio import Redis
 
+from rehabgate.services.common.connections import RedisClient
 from rehabgate.services.common.keys import ClientKeys
 from rehabgate.services.common.settings import Settings
 
@@ -83,7 +83,7 @@ def json_response(data: Any, status: int = 200) -> AsgiResponse:
 class PhysioReads:
     """The handlers' logic, apart from FastStream's route objects."""
 
-    def __init__(self, redis: Redis, settings: Settings, log: Log) -> None:
+    def __init__(self, redis: RedisClient, settings: Settings, log: Log) -> None:
         self.redis = redis
         self.partitions = settings.partitions
         self.access = ClinicAccess(settings.clinic_tokens)
@@ -173,7 +173,7 @@ def _positive(request: Request, name: str, default: int, most: int) -> int:
     return int(raw)
 
 
-def physio_routes(redis: Redis, settings: Settings, log: Log) -> list[tuple[str, ASGIApp]]:
+def physio_routes(redis: RedisClient, settings: Settings, log: Log) -> list[tuple[str, ASGIApp]]:
     reads = PhysioReads(redis, settings, log.bind(component="physio_http"))
 
     async def overview_page(request: Request) -> AsgiResponse:
