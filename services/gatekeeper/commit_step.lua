@@ -2,10 +2,15 @@
 -- KEYS: 1 client state hash, 2 client processed-event set, 3 client audit stream,
 --       4 partition's progression.evaluated stream, 5 client owner (clinic id).
 --       All share the partition hash tag.
--- ARGV: 1 event_id, 2 expected state version, 3 state JSON, 4 audit entry JSON,
---       5 audit entry hash (new chain head), 6 decision JSON or "" when nothing was decided,
---       7 the event's clinic id.
+-- ARGV: 1 event_id, 2 expected state version, 3 expected chain head (the hash the new
+--       entry links to), 4 state JSON, 5 audit entry as stored (compressed JSON),
+--       6 audit entry hash (new chain head), 7 the event's clinic id,
+--       8 decision JSON, or "" when nothing was decided; the audit entry holds it too,
+--       compressed: this copy is the one the evaluated stream carries,
+--       9... optional field/value pairs added to the evaluated stream entry after `event`.
 -- Every check comes before the first write: a Lua error does not roll back writes.
+-- Checking the head as well as the version means a step built on a step that was
+-- refused (an earlier event of the same client in the batch) is refused too.
 local owner = redis.call('GET', KEYS[5])
 if owner and owner ~= ARGV[7] then
   return 'foreign'
@@ -13,18 +18,20 @@ end
 if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
   return 'duplicate'
 end
-local version = redis.call('HGET', KEYS[1], 'version') or '0'
-if version ~= ARGV[2] then
+local current = redis.call('HMGET', KEYS[1], 'version', 'audit_head')
+local version = current[1] or '0'
+local head = current[2] or ARGV[3]  -- no head yet: a new client, told by its version
+if version ~= ARGV[2] or head ~= ARGV[3] then
   return 'conflict'
 end
-redis.call('HSET', KEYS[1], 'state', ARGV[3], 'version', tonumber(version) + 1,
-           'audit_head', ARGV[5])
+redis.call('HSET', KEYS[1], 'state', ARGV[4], 'version', tonumber(version) + 1,
+           'audit_head', ARGV[6])
 redis.call('SADD', KEYS[2], ARGV[1])
 if not owner then
   redis.call('SET', KEYS[5], ARGV[7])
 end
-redis.call('XADD', KEYS[3], '*', 'entry', ARGV[4], 'hash', ARGV[5])
-if ARGV[6] ~= '' then
-  redis.call('XADD', KEYS[4], '*', 'event', ARGV[6])
+redis.call('XADD', KEYS[3], '*', 'entry', ARGV[5], 'hash', ARGV[6])
+if ARGV[8] ~= '' then
+  redis.call('XADD', KEYS[4], '*', 'event', ARGV[8], unpack(ARGV, 9))
 end
 return 'applied'

@@ -17,7 +17,7 @@ import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Literal
 
@@ -46,6 +46,7 @@ from .tenancy import (
 Fate = Literal["applied", "duplicate", "dead_lettered", "deferred"]
 MAX_CONFLICT_ROUNDS = 8
 SERVICE_VERSION = version("rehabgate")
+_SERVICE_VERSION_JSON = json.dumps(SERVICE_VERSION)
 
 
 class NotEnrolledYet(Rejected):
@@ -62,6 +63,8 @@ class Entry:
 
     entry_id: str
     fields: Mapping[bytes, bytes]
+    #: Trace context fields for the decision's stream entry (common/tracing.py).
+    trace: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,12 +103,12 @@ def parse_entry(
     if (denied := check_envelope(source, entry.fields, raw, at)) is not None:
         return refused(entry, source, denied, raw)
     try:
-        json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return DeadLetter(entry.entry_id, f"malformed JSON: {exc}", raw)
-    try:
         event = parse_inbound(raw)
     except ValidationError as exc:
+        try:  # only now, as parsing it first for every event cost as much as validating
+            json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as bad:
+            return DeadLetter(entry.entry_id, f"malformed JSON: {bad}", raw)
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '(event)'}: {e['msg']}"
             for e in exc.errors(include_url=False, include_input=False)
@@ -247,7 +250,7 @@ async def _round(
         except Rejected as refusal:
             letters.append(DeadLetter(entry.entry_id, refusal.reason, entry.fields[b"event"]))
             continue
-        commit = _commit_for(snap, event, decision)
+        commit = _commit_for(snap, event, decision, entry.trace)
         outcome = decision.evaluation.outcome if decision.evaluation else None
         commits.append((entry, event, commit, outcome))
         # Later events of this client in the same batch build on this one.
@@ -294,7 +297,9 @@ def _decide(snap: Snapshot, event: InboundEvent, protocols: Mapping[str, Protoco
     return decide(protocol, snap.state, event)
 
 
-def _commit_for(snap: Snapshot, event: InboundEvent, decision: Decision) -> Commit:
+def _commit_for(
+    snap: Snapshot, event: InboundEvent, decision: Decision, trace: Mapping[str, str]
+) -> Commit:
     evaluation = decision.evaluation
     decision_json = evaluation.model_dump_json() if evaluation else None
     entry_json, entry_hash = chain(
@@ -305,16 +310,18 @@ def _commit_for(snap: Snapshot, event: InboundEvent, decision: Decision) -> Comm
             "decision": decision_json or "null",
             "stage_after": json.dumps(decision.state.stage_id),
             "status_after": json.dumps(decision.state.status),
-            "service_version": json.dumps(SERVICE_VERSION),
+            "service_version": _SERVICE_VERSION_JSON,
         },
     )
     return Commit(
         keys=snap.keys,
         event_id=str(event.event_id),
         expected_version=snap.version,
+        previous_hash=snap.audit_head,
         state=decision.state,
         audit_entry=entry_json,
         audit_hash=entry_hash,
         decision=decision_json,
         clinic_id=event.clinic_id,
+        decision_fields=tuple(item for pair in trace.items() for item in pair),
     )

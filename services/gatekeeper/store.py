@@ -1,27 +1,30 @@
 """Redis adapter of the gatekeeper: batch state reads and atomic commit steps.
 
 A batch costs two pipelined round trips: one to read every client's state and
-processed markers, one to run every event's commit script. Each script call is
-atomic on its own, so per-event atomicity holds while the batch stays fast.
+processed markers (one read-only script call per partition), one to run every
+event's commit script. Each commit script call is atomic on its own, so
+per-event atomicity holds while the batch stays fast.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, cast
 
-from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
 from rehabgate.schemas.inbound import INBOUND_ADAPTER, ClientContactUpdated, ClientEnrolled
 from rehabgate.schemas.streams import INBOUND, INBOUND_DEAD_LETTER, SECURITY_EVENTS
+from rehabgate.services.common.connections import RedisClient
 from rehabgate.services.common.keys import ClientKeys
 
+from .audit.codec import decode_entry, encode_entry
 from .domain.history import ClientState, ProgressEvent
 
 #: 'foreign': the client belongs to another clinic (checked atomically, in the step).
@@ -49,12 +52,17 @@ class Commit:
     keys: ClientKeys
     event_id: str
     expected_version: int
+    #: The chain head the entry links to: the step is refused if it moved meanwhile.
+    previous_hash: str
     state: ClientState
+    #: The entry's JSON (stored compressed: audit/codec.py).
     audit_entry: str
     audit_hash: str
     decision: str | None
     #: The event's clinic: the step refuses it when the client belongs to another.
     clinic_id: str
+    #: Extra field/value pairs of the decision's stream entry (its trace context).
+    decision_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,7 +80,8 @@ def chain(previous_hash: str, parts: Mapping[str, str]) -> tuple[str, str]:
     `parts` maps each key to its value already serialised as JSON: the event and
     the decision are serialised once, by pydantic's Rust serialiser, and the same
     text goes to the audit entry and the decision stream (re-encoding them here
-    cost more than the rest of the step). The hash covers the exact bytes stored.
+    cost more than the rest of the step). The hash covers this exact JSON text,
+    which the store keeps compressed (audit/codec.py).
     """
     members = [f'"prev_hash":{json.dumps(previous_hash)}']
     members += [f"{json.dumps(key)}:{value}" for key, value in parts.items()]
@@ -85,17 +94,19 @@ def events_in_audit(entries: Iterable[Mapping[bytes, bytes]]) -> tuple[ProgressE
     entry exactly as decided), once each, in audit order."""
     events: dict[str, ProgressEvent] = {}
     for fields in entries:
-        event = INBOUND_ADAPTER.validate_python(json.loads(fields[b"entry"])["event"])
+        body = json.loads(decode_entry(fields[b"entry"]))
+        event = INBOUND_ADAPTER.validate_python(body["event"])
         if not isinstance(event, ClientEnrolled | ClientContactUpdated):
             events.setdefault(str(event.event_id), event)
     return tuple(events.values())
 
 
 class RedisClientStore:
-    def __init__(self, redis: Redis, partitions: int) -> None:
+    def __init__(self, redis: RedisClient, partitions: int) -> None:
         self.redis = redis
         self.partitions = partitions
         here = Path(__file__).parent
+        self._load = redis.register_script((here / "load_step.lua").read_text())
         self._commit = redis.register_script((here / "commit_step.lua").read_text())
         self._contact = redis.register_script((here / "contact_step.lua").read_text())
 
@@ -104,28 +115,35 @@ class RedisClientStore:
 
     async def load(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, Snapshot]:
         """State, version, chain head and which of `event_ids` were already applied,
-        for each client id in `wanted` (client id -> event ids), in one round trip."""
-        pipe = self.redis.pipeline(transaction=False)
+        for each client id in `wanted` (client id -> event ids), in one round trip:
+        one script call per partition (three commands per client, pipelined, cost
+        more in redis-py than everything else a batch reads)."""
+        by_partition: dict[int, list[tuple[ClientKeys, Sequence[str]]]] = defaultdict(list)
         for client_id, event_ids in wanted.items():
             keys = self.keys(client_id)
-            pipe.hmget(keys.state, ["state", "version", "audit_head"])
-            pipe.smismember(keys.processed, list(event_ids))
-            pipe.get(keys.owner)
+            by_partition[keys.partition].append((keys, event_ids))
+        pipe = self.redis.pipeline(transaction=False)
+        for clients in by_partition.values():
+            await self._load(
+                keys=[k for keys, _ in clients for k in (keys.state, keys.processed, keys.owner)],
+                args=[a for _, ids in clients for a in (str(len(ids)), *ids)],
+                client=pipe,  # type: ignore[arg-type]  # cluster pipelines too: connections.py
+            )
         replies = await pipe.execute()
         snapshots = {}
-        for index, (client_id, event_ids) in enumerate(wanted.items()):
-            raw_state, version, head = replies[3 * index]
-            flags = replies[3 * index + 1]
-            owner = replies[3 * index + 2]
-            state = ClientState.model_validate_json(raw_state) if raw_state else None
-            snapshots[client_id] = Snapshot(
-                keys=self.keys(client_id),
-                state=state,
-                version=int(version or 0),
-                audit_head=head.decode() if head else GENESIS,
-                processed={e for e, seen in zip(event_ids, flags, strict=True) if seen},
-                owner=owner.decode() if owner else (state.clinic_id if state else None),
-            )
+        for clients, reply in zip(by_partition.values(), replies, strict=True):
+            for (keys, event_ids), (raw_state, version, head, owner, flags) in zip(
+                clients, reply, strict=True
+            ):
+                state = ClientState.model_validate_json(raw_state) if raw_state else None
+                snapshots[keys.client_id] = Snapshot(
+                    keys=keys,
+                    state=state,
+                    version=int(version or 0),
+                    audit_head=head.decode() if head else GENESIS,
+                    processed={e for e, seen in zip(event_ids, flags, strict=True) if seen},
+                    owner=owner.decode() if owner else (state.clinic_id if state else None),
+                )
         return snapshots
 
     async def commit(self, commits: Sequence[Commit]) -> list[CommitResult]:
@@ -144,13 +162,15 @@ class RedisClientStore:
                 args=[
                     c.event_id,
                     c.expected_version,
+                    c.previous_hash,
                     c.state.model_dump_json(),
-                    c.audit_entry,
+                    encode_entry(c.audit_entry),
                     c.audit_hash,
-                    c.decision or "",
                     c.clinic_id,
+                    c.decision or "",
+                    *c.decision_fields,
                 ],
-                client=pipe,
+                client=pipe,  # type: ignore[arg-type]  # cluster pipelines too: connections.py
             )
         return [r.decode() for r in await pipe.execute()]
 

@@ -23,6 +23,7 @@ import pytest
 import redis
 
 from rehabgate.services.cli.main import main
+from rehabgate.services.gatekeeper.audit.codec import decode_entry, encode_entry
 from rehabgate.services.gatekeeper.audit.export import CSV_COLUMNS
 from rehabgate.services.gatekeeper.audit.history import build_timeline
 from rehabgate.services.gatekeeper.audit.reading import ClientAudit
@@ -189,9 +190,12 @@ def test_audit_verify_catches_tampering_on_redis(
         def soften(
             rows: list[tuple[bytes, dict[bytes, bytes]]],
         ) -> list[tuple[bytes, dict[bytes, bytes]]]:
+            edited = (
+                decode_entry(f[b"entry"]).replace("Travelling", "Traveling") for _, f in rows
+            )
             return [
-                (i, {**f, b"entry": f[b"entry"].replace(b"Travelling", b"Traveling")})
-                for i, f in rows
+                (i, {**f, b"entry": encode_entry(text)})
+                for (i, f), text in zip(rows, edited, strict=True)
             ]
 
         rewrite_stream(sync_redis, key, soften)

@@ -11,6 +11,7 @@ import redis.asyncio as aredis
 
 from rehabgate.schemas.outbound import ProgressionEvaluated
 from rehabgate.schemas.streams import INBOUND_DEAD_LETTER, evaluated_stream
+from rehabgate.services.gatekeeper.audit.codec import decode_entry
 from rehabgate.services.gatekeeper.process import Entry, process_batch
 from rehabgate.services.gatekeeper.protocol_files import load_protocols
 from rehabgate.services.gatekeeper.store import GENESIS, Commit, RedisClientStore
@@ -120,12 +121,31 @@ async def test_stale_commit_is_refused_whole(async_redis: aredis.Redis) -> None:
     await async_redis.hincrby(store.keys(client).state, "version", 1)  # another writer
     assert snapshot.state is not None
     stale = Commit(
-        store.keys(client), "e-new", snapshot.version, snapshot.state, "{}", "h", None, "clinic-a"
-    )
+        store.keys(client), "e-new", snapshot.version, snapshot.audit_head, snapshot.state,
+        "{}", "h", None, "clinic-a",
+    )  # fmt: skip
     result = await store.commit([stale])
 
     assert result == ["conflict"]
     assert not await async_redis.sismember(store.keys(client).processed, "e-new")
+    assert await async_redis.xlen(store.keys(client).audit) == 1
+
+
+async def test_a_step_built_on_a_refused_step_is_refused_too(async_redis: aredis.Redis) -> None:
+    """Another writer applied one step: this batch's first step for the client conflicts,
+    and its second, which expects the version after the first, must not slip through
+    on the other writer's version: it links to a chain head that was never written."""
+    store = RedisClientStore(async_redis, partitions=1)
+    client = unique_client()
+    await process_batch(entries(enrolment(client)), store, PROTOCOLS)
+    snap = (await store.load({client: ["-"]}))[client]
+    assert snap.state is not None
+    await async_redis.hincrby(store.keys(client).state, "version", 1)  # another writer
+    keys, v, head = store.keys(client), snap.version, snap.audit_head
+    first = Commit(keys, "e-1", v, head, snap.state, "{}", "h1", None, "clinic-a")
+    second = Commit(keys, "e-2", v + 1, "h1", snap.state, "{}", "h2", None, "clinic-a")
+
+    assert await store.commit([first, second]) == ["conflict", "conflict"]
     assert await async_redis.xlen(store.keys(client).audit) == 1
 
 
@@ -154,6 +174,8 @@ async def test_concurrent_batches_on_one_client_serialise_without_loss(
 
 
 async def test_audit_entries_form_a_hash_chain(async_redis: aredis.Redis) -> None:
+    """Each entry is stored compressed (well under its JSON's size); the chain is
+    over the JSON."""
     store = RedisClientStore(async_redis, partitions=1)
     client = unique_client()
     await process_batch(entries(enrolment(client), session(client, 0), checkin(client, 1)),
@@ -161,7 +183,8 @@ async def test_audit_entries_form_a_hash_chain(async_redis: aredis.Redis) -> Non
 
     previous = GENESIS
     for _, fields in await async_redis.xrange(store.keys(client).audit):
-        body = fields[b"entry"].decode()
+        body = decode_entry(fields[b"entry"])
+        assert len(fields[b"entry"]) < len(body) / 4
         assert json.loads(body)["prev_hash"] == previous
         digest = hashlib.sha256((previous + body).encode()).hexdigest()
         assert fields[b"hash"].decode() == digest

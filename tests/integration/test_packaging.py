@@ -57,6 +57,8 @@ def test_wheel_holds_only_the_rehabgate_namespace_with_its_data(tmp_path: Path) 
         "rehabgate/schemas/json/session.logged.v1.schema.json",
         "rehabgate/services/gatekeeper/protocols/achilles-tendinopathy@1.yaml",
         "rehabgate/services/gatekeeper/commit_step.lua",
+        "rehabgate/services/gatekeeper/load_step.lua",
+        "rehabgate/services/gatekeeper/audit/entry_dictionary_1.json",
         "rehabgate/services/notifier/outbox/deliver_step.lua",
         "rehabgate/services/notifier/outbox/schedule_step.lua",
         "rehabgate/services/notifier/templates/en/unlocked.txt.j2",

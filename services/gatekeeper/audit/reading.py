@@ -12,12 +12,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from rehabgate.schemas.streams import PREFIX
+from rehabgate.services.common.connections import RedisClient
 from rehabgate.services.common.keys import ClientKeys
 from rehabgate.services.gatekeeper.domain.history import ClientState
 
+from .codec import decode_entry
 from .verify import Head, StoredEntry
 
 _CLIENT_KEY = re.compile(
@@ -44,7 +44,7 @@ class ClientAudit:
         return self.state is not None or bool(self.entries)
 
 
-async def read_client(redis: Redis, keys: ClientKeys) -> ClientAudit:
+async def read_client(redis: RedisClient, keys: ClientKeys) -> ClientAudit:
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hmget(keys.state, ["state", "version", "audit_head"])
         pipe.xrange(keys.audit)
@@ -52,7 +52,7 @@ async def read_client(redis: Redis, keys: ClientKeys) -> ClientAudit:
     entries = tuple(
         StoredEntry(
             entry_id.decode(),
-            fields.get(b"entry", b"").decode(errors="replace"),
+            decode_entry(fields.get(b"entry", b"")),
             fields.get(b"hash", b"").decode(errors="replace"),
         )
         for entry_id, fields in rows
@@ -69,11 +69,11 @@ async def read_client(redis: Redis, keys: ClientKeys) -> ClientAudit:
     )
 
 
-async def read_clients(redis: Redis, keys: Sequence[ClientKeys]) -> list[ClientAudit]:
+async def read_clients(redis: RedisClient, keys: Sequence[ClientKeys]) -> list[ClientAudit]:
     return [await read_client(redis, k) for k in keys]
 
 
-async def client_keys(redis: Redis) -> list[ClientKeys]:
+async def client_keys(redis: RedisClient) -> list[ClientKeys]:
     """Every client that has a state or an audit stream (SCAN, never KEYS), sorted."""
     found: dict[str, ClientKeys] = {}
     async for raw in redis.scan_iter(match=f"{PREFIX}:*:client:*", count=1000):

@@ -404,9 +404,10 @@ def _evaluated(
 ) -> ProgressionEvaluated:
     index = protocol.stage_index(after.stage_id)
     stage = protocol.stages[index]
+    decision_id = uuid5(DECISION_NAMESPACE, str(cause.event_id))
     return ProgressionEvaluated(
-        event_id=uuid5(DECISION_NAMESPACE, str(cause.event_id)),
-        decision_id=uuid5(DECISION_NAMESPACE, str(cause.event_id)),
+        event_id=decision_id,
+        decision_id=decision_id,
         occurred_at=cause.occurred_at,
         clinic_id=cause.clinic_id,
         client_id=cause.client_id,

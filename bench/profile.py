@@ -1,0 +1,129 @@
+"""Where the gatekeeper's time goes: pyinstrument over its batch processing.
+
+`make bench` runs this whenever the gatekeeper misses its throughput goal (issue 9
+accepts a missed goal only with a profile that shows where the time goes), and it
+runs alone as `python -m bench.profile` (size: BENCH_PROFILE_CLIENTS, default 3000).
+
+It applies the benchmark's workload (enrolments, then a session and a check-in per
+client) with `process_batch` in batches of 100, as one gatekeeper process does,
+against a private Redis of its own: what is measured is the gatekeeper's work per
+event, the same on one server or a cluster. FastStream's reading and acking are
+not in it; they cost about 15 µs per event (the issue's anchors: 50-70k events/s
+with a no-op batch handler).
+
+The file has three parts: the share of each step of an event, with what would
+make that step cheaper; the functions with the most own time; and the call tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from pyinstrument import Profiler
+from pyinstrument.frame import Frame
+from redis.asyncio import Redis
+
+from bench.workload import events
+from rehabgate.services.common.redis_server import EmbeddedRedis
+from rehabgate.services.gatekeeper.domain import Protocol
+from rehabgate.services.gatekeeper.process import Entry, process_batch
+from rehabgate.services.gatekeeper.protocol_files import load_protocols
+from rehabgate.services.gatekeeper.store import RedisClientStore
+
+OUT = Path(__file__).parent / "results" / "profile-gatekeeper.txt"
+BATCH = 100
+
+#: The steps of one event (file and function in the call tree) and what would cut each.
+STEPS = {
+    ("process.py", "parse_entry"): "validating the inbound JSON with pydantic (Rust); only "
+    "a leaner schema would cut it",
+    ("store.py", "load"): "one read-only script call per partition and batch, and "
+    "validating each client's state JSON; a binary state encoding would cut the latter",
+    ("process.py", "_decide"): "the pure domain: pydantic models for records, criterion "
+    "results and the decision, built anew per event; plain slotted classes (an internal "
+    "twin of the contract's models) or compiled code would cut it by half or more",
+    ("process.py", "_commit_for"): "serialising the event, decision and audit entry to "
+    "JSON and hashing the entry; each is serialised once already",
+    ("store.py", "commit"): "compressing the audit entry (about 20 µs), redis-py's "
+    "pure-Python command packing and reply parsing, and the Lua step itself, which Redis "
+    "runs while this process waits; sending a batch's commits while the next batch is "
+    "decided would hide the Redis part",
+}
+
+
+async def _apply(url: str, entries: list[Entry], protocols: Mapping[str, Protocol]) -> None:
+    redis = Redis.from_url(url)
+    store = RedisClientStore(redis, partitions=1)
+    try:
+        for start in range(0, len(entries), BATCH):
+            await process_batch(entries[start : start + BATCH], store, protocols)
+    finally:
+        await redis.aclose()
+
+
+def _step_times(root: Frame | None) -> dict[tuple[str, str], float]:
+    """Seconds spent in each step, counting a recursive or nested call once."""
+    times = dict.fromkeys(STEPS, 0.0)
+
+    def walk(frame: Frame, inside: frozenset[tuple[str, str]]) -> None:
+        step = (Path(frame.file_path or "").name, frame.function)
+        if step in times and step not in inside:
+            times[step] += frame.time
+            inside = inside | {step}
+        for child in frame.children:
+            walk(child, inside)
+
+    if root is not None:
+        walk(root, frozenset())
+    return times
+
+
+def profile_gatekeeper(clients: int) -> Path:
+    """Profile `clients` clients' events (three each) and write OUT; returns its path."""
+    payloads = [p.encode() for p in events(clients, days=1, seed=1)]
+    entries = [Entry(f"{n}-0", {b"event": p}) for n, p in enumerate(payloads, start=1)]
+    protocols = load_protocols()
+    profiler = Profiler(interval=0.0005, async_mode="disabled")
+    with EmbeddedRedis(appendonly=False) as server:
+        profiler.start()
+        started = time.perf_counter()
+        asyncio.run(_apply(server.url, entries, protocols))
+        seconds = time.perf_counter() - started
+        profiler.stop()
+    session = profiler.last_session
+    root = session.root_frame() if session is not None else None
+    total = root.time if root is not None else seconds
+    lines = [
+        "Gatekeeper batch processing, profiled (bench/profile.py, pyinstrument)",
+        f"{len(entries)} events ({clients} clients), batches of {BATCH}, one process: "
+        f"{len(entries) / seconds:,.0f} events/s under the profiler, "
+        f"{seconds / len(entries) * 1e6:.0f} µs per event",
+        "",
+        "Where an event's time goes (share of the profiled time; what would cut it):",
+    ]
+    for step, spent in _step_times(root).items():
+        lines.append(f"  {step[1]:<12} {spent / total:6.1%}  {STEPS[step]}")
+    lines += [
+        "",
+        "Waiting for Redis shows as `select` under the event loop: the server runs each "
+        "batch's script calls while this process waits.",
+        "",
+        "== Functions by own time ==",
+        profiler.output_text(flat=True, flat_time="self"),
+        "== Call tree ==",
+        profiler.output_text(),
+    ]
+    OUT.parent.mkdir(exist_ok=True)
+    OUT.write_text("\n".join(lines))
+    return OUT
+
+
+if __name__ == "__main__":
+    written = profile_gatekeeper(int(os.environ.get("BENCH_PROFILE_CLIENTS", "3000")))
+    print(f"wrote {written}")
+    sys.exit(0)
