@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rehabgate.schemas.outbound import ClientMessage, ProgressionEvaluated
+from rehabgate.schemas.outbound import ClientMessage, Prescription, ProgressionEvaluated
 
 from .rendering import Renderer
 
@@ -24,7 +24,7 @@ _DEFAULT_RENDERER = Renderer()
 
 @dataclass(frozen=True, slots=True)
 class Composed:
-    """A client message with its HTML rendering (for e-mail)."""
+    """A client message with its HTML rendering (for e-mail; '' unless asked for)."""
 
     message: ClientMessage
     html: str
@@ -36,9 +36,12 @@ def compose(
     locale: str | None = None,
     renderer: Renderer | None = None,
     held_digest: bool = False,
+    with_html: bool = True,
 ) -> Composed | None:
     """The one message for `decisions` (one client's, in order), or None when none
-    of them needs one. Its id is the first decision's id: the idempotency key."""
+    of them needs one. Its id is the first decision's id: the idempotency key.
+    Only e-mail shows the HTML part, so other channels skip rendering it
+    (`with_html=False`): it is nearly half a message's cost."""
     if not decisions:
         return None
     renderer = renderer or _DEFAULT_RENDERER
@@ -47,13 +50,13 @@ def compose(
     shown = _shown(decisions, held_digest)
     if not shown:
         return None
-    sections = [renderer.text(first.clinic_id, lang, _template(d), _context(d)) for d in shown]
+    sections = tuple(_Section.of(d).render(renderer, first.clinic_id, lang) for d in shown)
     if len(sections) == 1:
         title, body = sections[0]
     else:
         title, body = renderer.text(
             first.clinic_id, lang, "coalesced",
-            {"sections": [{"title": t, "body": b} for t, b in sections]},
+            {"sections": [{"title": t, "body": b} for t, b in sections]}, key=sections,
         )  # fmt: skip
     message = ClientMessage(
         message_id=first.decision_id,
@@ -67,7 +70,8 @@ def compose(
         body=body,
         created_at=created_at,
     )
-    return Composed(message, renderer.html(first.clinic_id, lang, title, body))
+    html = renderer.html(first.clinic_id, lang, title, body) if with_html else ""
+    return Composed(message, html)
 
 
 def needs_message(decision: ProgressionEvaluated, held_digest: bool) -> bool:
@@ -87,35 +91,54 @@ def _shown(
     return shown
 
 
-def _template(decision: ProgressionEvaluated) -> str:
-    if decision.outcome == "unlocked" and decision.from_stage is None:
-        return "welcome"
-    return decision.outcome
+@dataclass(frozen=True, slots=True)
+class _Section:
+    """What a decision's section says depends on these facts alone, so equal facts
+    give equal texts and the renderer may remember them (they are its cache key)."""
 
+    template: str
+    outcome: str
+    by_clinician: bool
+    stage: tuple[str, int | None, int] | None  # name, number, count
+    criteria: tuple[tuple[str, str, str], ...]  # role, status, client text
+    prescription: Prescription | None
 
-def _context(decision: ProgressionEvaluated) -> dict[str, Any]:
-    def texts(role: str, status: str) -> list[str]:
-        return [c.client_text for c in decision.criteria if c.role == role and c.status == status]
+    @classmethod
+    def of(cls, decision: ProgressionEvaluated) -> _Section:
+        welcome = decision.outcome == "unlocked" and decision.from_stage is None
+        stage = None
+        if decision.to_stage_name is not None:
+            stage = (decision.to_stage_name, decision.to_stage_number, decision.stage_count)
+        return cls(
+            template="welcome" if welcome else decision.outcome,
+            outcome=decision.outcome,
+            by_clinician=decision.decided_by == "clinician",
+            stage=stage,
+            criteria=tuple((c.role, c.status, c.client_text) for c in decision.criteria),
+            prescription=decision.prescription,
+        )
 
-    step_backs = texts("step_back", "failed")
-    stage = None
-    if decision.to_stage_name is not None:
-        stage = {
-            "name": decision.to_stage_name,
-            "number": decision.to_stage_number,
-            "count": decision.stage_count,
+    def render(self, renderer: Renderer, clinic_id: str, locale: str) -> tuple[str, str]:
+        return renderer.text(clinic_id, locale, self.template, self.context(), key=self)
+
+    def context(self) -> dict[str, Any]:
+        def texts(role: str, status: str) -> list[str]:
+            return [text for r, s, text in self.criteria if r == role and s == status]
+
+        step_backs = texts("step_back", "failed")
+        stage = None
+        if self.stage is not None:
+            name, number, count = self.stage
+            stage = {"name": name, "number": number, "count": count}
+        return {
+            "outcome": self.outcome,
+            "by_clinician": self.by_clinician,
+            "stage": stage,
+            "met": texts("exit", "passed"),
+            "still_to_do": [text for r, s, text in self.criteria if r == "exit" and s != "passed"],
+            # The protocol lists step-back rules strongest first: the first that
+            # triggered is the reason given.
+            "step_back": step_backs[0] if step_backs else None,
+            "reported": texts("safety", "failed"),
+            "prescription": self.prescription,
         }
-    return {
-        "outcome": decision.outcome,
-        "by_clinician": decision.decided_by == "clinician",
-        "stage": stage,
-        "met": texts("exit", "passed"),
-        "still_to_do": [
-            c.client_text for c in decision.criteria if c.role == "exit" and c.status != "passed"
-        ],
-        # The protocol lists step-back rules strongest first: the first that
-        # triggered is the reason given.
-        "step_back": step_backs[0] if step_backs else None,
-        "reported": texts("safety", "failed"),
-        "prescription": decision.prescription,
-    }

@@ -11,16 +11,22 @@ harmless, and a redelivered decision's message is sent if it is still due.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
-from redis.asyncio import Redis
 
 from rehabgate.schemas.outbound import PhysioAlert, ProgressionEvaluated
-from rehabgate.schemas.streams import EVENT_FIELD, evaluated_dead_letter_stream, evaluated_stream
+from rehabgate.schemas.streams import (
+    EVENT_FIELD,
+    TRACEPARENT,
+    evaluated_dead_letter_stream,
+    evaluated_stream,
+)
+from rehabgate.services.common.connections import RedisClient
 
 from .coalescing import place
 from .contacts import read_contacts
@@ -33,7 +39,7 @@ from .sending import Dispatcher
 class Notifier:
     """One partition's notifier: its outbox, its sender and the message policy."""
 
-    redis: Redis
+    redis: RedisClient
     outbox: Outbox
     dispatcher: Dispatcher
     coalesce_window: timedelta = timedelta(minutes=5)
@@ -55,7 +61,7 @@ async def process_decisions(
     at = now or datetime.now(UTC)
     fates: Counter[str] = Counter()
     partition = notifier.partition
-    decisions: list[tuple[ProgressionEvaluated, str]] = []
+    decisions: list[tuple[ProgressionEvaluated, str, str]] = []
     dead = notifier.redis.pipeline(transaction=False)
     for entry_id, fields in entries:
         raw = fields.get(EVENT_FIELD.encode(), b"")
@@ -73,39 +79,42 @@ async def process_decisions(
         if not needs_message(decision, notifier.held_digest):
             fates["no_message"] += 1
             continue
-        decisions.append((decision, raw.decode()))
+        traceparent = fields.get(TRACEPARENT.encode(), b"").decode("ascii", "replace")
+        decisions.append((decision, raw.decode(), traceparent))
     if fates["dead_lettered"]:
         await dead.execute()
 
-    by_client: dict[str, list[tuple[ProgressionEvaluated, str]]] = defaultdict(list)
-    for decision, raw_json in decisions:
-        by_client[decision.client_id].append((decision, raw_json))
-    contacts = await read_contacts(notifier.redis, partition, by_client)
-    open_messages = await notifier.outbox.open_messages(list(by_client))
+    by_client: dict[str, list[tuple[ProgressionEvaluated, str, str]]] = defaultdict(list)
+    for decision, raw_json, traceparent in decisions:
+        by_client[decision.client_id].append((decision, raw_json, traceparent))
+    contacts, open_messages = await asyncio.gather(
+        read_contacts(notifier.redis, partition, by_client),
+        notifier.outbox.open_messages(list(by_client)),
+    )
     taken: list[Entry] = []
     for client_id, items in by_client.items():
         contact = contacts.get(client_id)
         placements = place(
-            [(str(d.decision_id), d.occurred_at) for d, _ in items],
+            [(str(d.decision_id), d.occurred_at) for d, _, _ in items],
             open_messages.get(client_id),
             contact.quiet_hours if contact else None,
             at,
             notifier.coalesce_window,
         )
         taken.extend(
-            Entry(d, raw_json, p, _alert(d))
-            for (d, raw_json), p in zip(items, placements, strict=True)
+            Entry(d, raw_json, p, _alert(d), traceparent)
+            for (d, raw_json, traceparent), p in zip(items, placements, strict=True)
         )
+    scheduled = await notifier.outbox.schedule(taken)
     message_ids = []
-    for fate, message_id in await notifier.outbox.schedule(taken):
+    for fate, message_id in scheduled.fates:
         fates["duplicate" if fate == "duplicate" else "scheduled"] += 1
         message_ids.append(message_id)
-    fates.update(
-        await notifier.dispatcher.send(
-            list(dict.fromkeys(message_ids)), at, external=send_external
-        )
-    )
-    return fates
+    sent = await notifier.dispatcher.send(
+        list(dict.fromkeys(message_ids)), at, external=send_external,
+        known=scheduled.created, contacts=contacts,
+    )  # fmt: skip
+    return fates + sent
 
 
 def _alert(decision: ProgressionEvaluated) -> str | None:

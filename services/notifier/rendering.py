@@ -8,22 +8,28 @@ of the same name under `<template_dir>/<clinic_id>/<locale>/` (setting
 
 Text templates put the title on their first line and the body after it, so an
 override is one plain file. HTML (the e-mail part) is autoescaped: criteria
-texts and prescriptions are data, never markup. Templates run in Jinja's
-sandbox, since override files come from outside the code base.
+texts and prescriptions are data, never markup. A clinic's templates run in
+Jinja's sandbox when overrides are configured, since override files come from
+outside the code base; the shipped ones alone are part of the code base and
+run unsandboxed and compiled once (the sandbox checks every attribute access,
+and auto-reload every file's time stamp: together most of a message's cost).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined
+from jinja2 import BaseLoader, ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
 SHIPPED = Path(__file__).parent / "templates"
+_SHIPPED_LOCALES = frozenset(p.name for p in SHIPPED.iterdir() if p.is_dir())
+#: How many rendered texts of the shipped templates are remembered.
+TEXT_CACHE = 4096
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -39,7 +45,9 @@ class Renderer:
     def __init__(self, template_dir: Path | None = None, default_locale: str = "en") -> None:
         self._overrides = template_dir
         self.default_locale = default_locale
-        self._environments: dict[str, SandboxedEnvironment] = {}
+        self._environments: dict[str, Environment] = {}
+        self._shipped = _environment(FileSystemLoader(SHIPPED), sandboxed=False)
+        self._shipped_texts: dict[Hashable, tuple[str, str]] = {}
 
     def locale_for(self, clinic_id: str, wanted: str | None) -> str:
         """The best locale there are templates for: `de-AT`, then `de`, then the default."""
@@ -50,9 +58,31 @@ class Renderer:
         return "en"
 
     def text(
+        self,
+        clinic_id: str,
+        locale: str,
+        name: str,
+        context: Mapping[str, Any],
+        key: Hashable | None = None,
+    ) -> tuple[str, str]:
+        """Render `<locale>/<name>.txt.j2` (the clinic's own first): returns (title, body).
+        `key`: a value that determines `context` (equal keys, equal contexts); with
+        one, what a shipped template says is remembered (up to `TEXT_CACHE` texts),
+        since a stage's words repeat for every client who reaches it."""
+        if key is None or self._override_dir(clinic_id) is not None:
+            return self._text(clinic_id, locale, name, context)
+        remembered = (locale, name, key)
+        text = self._shipped_texts.get(remembered)
+        if text is None:
+            text = self._text(clinic_id, locale, name, context)
+            if len(self._shipped_texts) >= TEXT_CACHE:
+                del self._shipped_texts[next(iter(self._shipped_texts))]  # the oldest
+            self._shipped_texts[remembered] = text
+        return text
+
+    def _text(
         self, clinic_id: str, locale: str, name: str, context: Mapping[str, Any]
     ) -> tuple[str, str]:
-        """Render `<locale>/<name>.txt.j2` (the clinic's own first): returns (title, body)."""
         template = self._env(clinic_id).select_template(self._fallbacks(locale, f"{name}.txt.j2"))
         raw = template.render(context)
         lines = [line.rstrip() for line in raw.strip().splitlines()]
@@ -71,7 +101,7 @@ class Renderer:
         return list(dict.fromkeys(f"{loc}/{name}" for loc in (locale, self.default_locale, "en")))
 
     def _has_locale(self, clinic_id: str, locale: str) -> bool:
-        if (SHIPPED / locale).is_dir():
+        if locale in _SHIPPED_LOCALES:
             return True
         override = self._override_dir(clinic_id)
         return override is not None and (override / locale).is_dir()
@@ -81,21 +111,30 @@ class Renderer:
             return None
         return self._overrides / clinic_id
 
-    def _env(self, clinic_id: str) -> SandboxedEnvironment:
+    def _env(self, clinic_id: str) -> Environment:
+        override = self._override_dir(clinic_id)
+        if override is None:
+            return self._shipped
         env = self._environments.get(clinic_id)
         if env is None:
-            override = self._override_dir(clinic_id)
-            loaders = [FileSystemLoader(override)] if override is not None else []
-            env = SandboxedEnvironment(
-                loader=ChoiceLoader([*loaders, FileSystemLoader(SHIPPED)]),
-                autoescape=lambda name: name is not None and name.endswith(".html.j2"),
-                undefined=StrictUndefined,
-                trim_blocks=True,
-                lstrip_blocks=True,
-            )
-            env.filters["duration"] = duration
-            self._environments[clinic_id] = env
+            loader = ChoiceLoader([FileSystemLoader(override), FileSystemLoader(SHIPPED)])
+            env = self._environments[clinic_id] = _environment(loader, sandboxed=True)
         return env
+
+
+def _environment(loader: BaseLoader, sandboxed: bool) -> Environment:
+    """Overrides (sandboxed) are re-read when their files change; the shipped
+    templates only change with a release, so they are compiled once."""
+    env = (SandboxedEnvironment if sandboxed else Environment)(
+        loader=loader,
+        autoescape=lambda name: name is not None and name.endswith(".html.j2"),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=sandboxed,
+    )
+    env.filters["duration"] = duration
+    return env
 
 
 def duration(seconds: int) -> str:

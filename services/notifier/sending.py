@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -22,8 +22,11 @@ from uuid import UUID
 
 import structlog
 from jinja2 import TemplateError
+from opentelemetry import trace
 
 from rehabgate.schemas.outbound import DeliveryReceipt
+from rehabgate.schemas.streams import TRACEPARENT
+from rehabgate.services.common.tracing import joined_span, trace_fields
 
 from .channels.base import ChannelName, ExternalChannel, PermanentError
 from .channels.retry import RetryPolicy, send_with_retries
@@ -49,26 +52,41 @@ class Dispatcher:
     log: structlog.typing.FilteringBoundLogger = field(
         default_factory=lambda: structlog.get_logger("rehabgate.notifier")
     )
+    #: Called with (channel, "delivered" | "failed") per message a receipt finished.
+    count_delivery: Callable[[ChannelName, str], None] = lambda channel, result: None
+    #: A span per message sent, continuing its decisions' traces (common/tracing.py).
+    tracer: trace.Tracer = field(default_factory=trace.NoOpTracer)
 
     def __post_init__(self) -> None:
         self.stream = StreamChannel(self.outbox)
         self._slots = asyncio.Semaphore(self.concurrency)
 
     async def send(
-        self, message_ids: Sequence[str], now: datetime, external: bool = True
+        self,
+        message_ids: Sequence[str],
+        now: datetime,
+        external: bool = True,
+        known: Mapping[str, Queued] | None = None,
+        contacts: Mapping[str, Contact | None] | None = None,
     ) -> Counter[str]:
         """Send those of `message_ids` that are ready at `now`. With `external=False`
         e-mail and webhook messages are left for the outbox loop (a batch handler
-        must not wait on a slow receiver). Returns counts of what happened."""
+        must not wait on a slow receiver). `known` messages (as just stored) and
+        `contacts` the caller has already are not read again; the deliver step
+        checks a message is unchanged before sending it. Returns counts of what
+        happened."""
         counts: Counter[str] = Counter()
-        ready = [q for q in await self.outbox.read(message_ids) if q.ready(now)]
-        contacts = await read_contacts(
-            self.outbox.redis, self.outbox.partition, [q.client_id for q in ready]
-        )
+        found = dict(known or {})
+        unread = [m for m in message_ids if m not in found]
+        found |= {q.message_id: q for q in await self.outbox.read(unread)}
+        ready = [q for m in message_ids if (q := found.get(m)) is not None and q.ready(now)]
+        contact_of = dict(contacts or {})
+        if missing := [q.client_id for q in ready if q.client_id not in contact_of]:
+            contact_of |= await read_contacts(self.outbox.redis, self.outbox.partition, missing)
         on_stream: list[tuple[Queued, Composed | None, Sequence[DeliveryReceipt]]] = []
         jobs = []
         for q in ready:
-            contact = contacts.get(q.client_id)
+            contact = contact_of.get(q.client_id)
             until = quiet_until(contact.quiet_hours, now) if contact else None
             if until is not None and q.state == "queued":
                 await self.outbox.defer(q.message_id, until)
@@ -77,7 +95,8 @@ class Dispatcher:
             channel: ChannelName = contact.channel if contact else "stream"
             try:
                 composed = compose(q.decisions, now, contact.locale if contact else None,
-                                   self.renderer, self.held_digest)  # fmt: skip
+                                   self.renderer, self.held_digest,
+                                   with_html=channel == "email")  # fmt: skip
             except TemplateError as exc:
                 reason = f"message could not be rendered ({type(exc).__name__})"
                 on_stream.append((q, None, _receipts(q, "message.failed", channel, now, reason)))
@@ -95,9 +114,16 @@ class Dispatcher:
                 jobs.append(self._send_external(q, composed, contact, sender, now))
             else:
                 counts["left_for_loop"] += 1
-        results = await self.stream.deliver_all(on_stream, now)
-        for (_, composed, receipts), result in zip(on_stream, results, strict=True):
-            counts[_fate(result, composed, receipts)] += 1
+        spans = [self._span(q) for q, _, _ in on_stream]
+        traceparents = {q.message_id: trace_fields(span).get(TRACEPARENT, "")
+                        for (q, _, _), span in zip(on_stream, spans, strict=True)}  # fmt: skip
+        results = await self.stream.deliver_all(on_stream, now, traceparents)
+        for (_, composed, receipts), result, span in zip(on_stream, results, spans, strict=True):
+            counts[fate := _fate(result, composed, receipts)] += 1
+            if fate in ("delivered", "failed"):
+                self.count_delivery(receipts[0].channel, fate)
+            span.set_attribute("rehabgate.delivery", fate)
+            span.end()
         for result in await asyncio.gather(*jobs):
             counts[result] += 1
         return counts
@@ -118,13 +144,15 @@ class Dispatcher:
             started = time.monotonic()
             event_type: ReceiptType = "message.delivered"
             reason = None
-            try:
-                tries = await send_with_retries(
-                    lambda: sender.send(composed, contact), self.policy
-                )
-            except PermanentError as exc:
-                tries, reason = 0, exc.reason
-                event_type = "message.failed"
+            with trace.use_span(self._span(q), end_on_exit=True) as span:
+                try:
+                    tries = await send_with_retries(
+                        lambda: sender.send(composed, contact), self.policy
+                    )
+                except PermanentError as exc:
+                    tries, reason = 0, exc.reason
+                    event_type = "message.failed"
+                span.set_attribute("rehabgate.delivery", event_type.removeprefix("message."))
             outcome = event_type.removeprefix("message.")
             at = now + timedelta(seconds=time.monotonic() - started)
             receipts = _receipts(q, event_type, sender.name, at, reason)
@@ -133,7 +161,16 @@ class Dispatcher:
             log(f"message_{outcome}", message_id=q.message_id, client_id=q.client_id,
                 channel=sender.name, tries=tries, resend=claimed == "reclaimed",
                 reason=reason)  # fmt: skip
-            return outcome if finished == "finished" else "duplicate"
+            if finished != "finished":
+                return "duplicate"
+            self.count_delivery(sender.name, outcome)
+            return outcome
+
+    def _span(self, q: Queued) -> trace.Span:
+        span = joined_span(self.tracer, "notifier deliver", q.traceparents)
+        span.set_attributes({"rehabgate.message_id": q.message_id,
+                             "rehabgate.client_id": q.client_id})  # fmt: skip
+        return span
 
 
 ReceiptType = Literal["message.delivered", "message.failed"]

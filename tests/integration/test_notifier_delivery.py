@@ -5,13 +5,18 @@ quiet hours and coalescing with explicit times."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis.asyncio as aredis
 
+from rehabgate.schemas.outbound import ProgressionEvaluated
 from rehabgate.schemas.streams import evaluated_dead_letter_stream
 from rehabgate.services.common.keys import ClientKeys
-from rehabgate.services.notifier.process import process_decisions
+from rehabgate.services.notifier.coalescing import place
+from rehabgate.services.notifier.outbox import store
+from rehabgate.services.notifier.outbox.store import Entry
+from rehabgate.services.notifier.process import Notifier, process_decisions
 from tests.events import unique_client
 from tests.integration.notifier_support import (
     a_decision,
@@ -27,6 +32,7 @@ from tests.integration.notifier_support import (
 
 pytestmark = pytest.mark.integration
 EVENING = datetime(2026, 11, 20, 21, 30, tzinfo=UTC)  # 22:30 in Berlin
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
 
 async def test_each_decision_becomes_exactly_one_message_and_receipt(
@@ -224,3 +230,98 @@ async def test_one_batch_with_many_clients_is_one_message_each(async_redis: ared
     assert sorted(str(m.message_id) for m in await messages(async_redis, p)) == sorted(
         str(d.decision_id) for d in decisions
     )
+
+
+async def test_a_batch_larger_than_one_script_call_is_taken_and_sent_once_each(
+    async_redis: aredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "STEP_CHUNK", 2)
+    p = a_partition()
+    decisions = [a_decision(unique_client()) for _ in range(5)]
+    n = notifier(async_redis, p)
+
+    fates = await process_decisions([entry(d, i) for i, d in enumerate(decisions)], n)
+    again = await process_decisions([entry(d, i) for i, d in enumerate(decisions)], n)
+
+    assert (fates["delivered"], again["duplicate"], again["delivered"]) == (5, 5, 0)
+    assert [m.message_id for m in await messages(async_redis, p)] == [
+        d.decision_id for d in decisions
+    ]
+    assert len(await receipts(async_redis, p)) == 5
+
+
+async def test_a_batchs_new_messages_are_known_exactly_as_stored(
+    async_redis: aredis.Redis,
+) -> None:
+    p, client = a_partition(), unique_client()
+    n = notifier(async_redis, p, coalesce_window_s=300)
+    decisions = [a_decision(client, at=T0), flagged(client, occurred_at=T0 + timedelta(minutes=1)),
+                 a_decision(client, at=T0 + timedelta(minutes=9))]  # fmt: skip
+    placements = place([(str(d.decision_id), d.occurred_at) for d in decisions], None, None, T0,
+                       n.coalesce_window)  # fmt: skip
+
+    scheduled = await n.outbox.schedule(
+        [Entry(d, d.model_dump_json(), at) for d, at in zip(decisions, placements, strict=True)]
+    )
+
+    assert [f for f, _ in scheduled.fates] == ["created", "joined", "created"]
+    assert list(scheduled.created.values()) == await n.outbox.read(list(scheduled.created))
+    assert [q.decisions for q in scheduled.created.values()] == [
+        (decisions[0], decisions[1]),
+        (decisions[2],),
+    ]
+
+
+async def test_a_message_joined_after_the_batch_built_it_is_not_sent_stale(
+    async_redis: aredis.Redis,
+) -> None:
+    p, client = a_partition(), unique_client()
+    mine, theirs = notifier(async_redis, p), notifier(async_redis, p)
+    now = T0 + timedelta(minutes=10)  # the window has closed: due at once
+    first, joining = a_decision(client, at=T0), flagged(client, occurred_at=T0)
+
+    scheduled = await mine.outbox.schedule([await _entry(mine, first, now)])
+    await theirs.outbox.schedule([await _entry(theirs, joining, now)])  # another notifier
+    stale = await mine.dispatcher.send(list(scheduled.created), now, known=scheduled.created)
+    sent = await mine.dispatcher.send(await mine.outbox.ready_ids(now, 100), now)
+
+    assert (stale, sent) == ({"changed": 1}, {"delivered": 1})
+    assert [m.decision_ids for m in await messages(async_redis, p)] == [
+        (first.decision_id, joining.decision_id)
+    ]
+
+
+async def test_a_message_another_notifier_joins_mid_batch_is_read_back(
+    async_redis: aredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "STEP_CHUNK", 1)  # one script call per decision
+    p, client = a_partition(), unique_client()
+    mine, theirs = notifier(async_redis, p), notifier(async_redis, p)
+    now = T0 + timedelta(minutes=10)
+    first, second = a_decision(client, at=T0), a_decision(client, at=T0 + timedelta(minutes=2))
+    joining = flagged(client, occurred_at=T0 + timedelta(minutes=1))
+    step, calls = mine.outbox._schedule, []
+
+    async def then_another_notifier(**kwargs: Any) -> Any:
+        result = await step(**kwargs)
+        if not calls:  # between this batch's first and second step
+            await theirs.outbox.schedule([await _entry(theirs, joining, now)])
+        calls.append(result)
+        return result
+
+    monkeypatch.setattr(mine.outbox, "_schedule", then_another_notifier)
+    fates = await process_decisions([entry(first, 1), entry(second, 2)], mine, now=now)
+
+    assert (len(calls), fates["scheduled"], fates["delivered"]) == (2, 2, 1)
+    assert [m.decision_ids for m in await messages(async_redis, p)] == [
+        (first.decision_id, joining.decision_id, second.decision_id)
+    ]
+
+
+async def _entry(n: Notifier, decision: ProgressionEvaluated, now: datetime) -> Entry:
+    """`decision` placed as process_decisions places it (no contact, no quiet hours)."""
+    client = decision.client_id
+    open_message = (await n.outbox.open_messages([client]))[client]
+    [placement] = place([(str(decision.decision_id), decision.occurred_at)], open_message, None,
+                        now, n.coalesce_window)  # fmt: skip
+    return Entry(decision, decision.model_dump_json(), placement)

@@ -3,9 +3,14 @@ escaping in the HTML part; per-clinic template overrides."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
+
+import pytest
 
 from rehabgate.schemas.inbound import ClientEnrolled
 from rehabgate.schemas.outbound import ClientMessage, CriterionResult, ProgressionEvaluated
@@ -150,3 +155,52 @@ def test_a_clinic_id_cannot_reach_outside_the_override_directory(tmp_path: Path)
     message = one(a_decision(outcome="completed", clinic_id=".."),
                   renderer=Renderer(tmp_path / "sub"))  # fmt: skip
     assert message.title == "You've completed your programme"
+
+
+def test_the_html_part_is_rendered_only_when_asked_for() -> None:
+    decision = a_decision()
+    with_html = compose([decision], NOW)
+    without = compose([decision], NOW, with_html=False)
+    assert with_html is not None
+    assert without is not None
+    assert without.message == with_html.message
+    assert (without.html, with_html.html.startswith("<!doctype html>")) == ("", True)
+
+
+def test_a_shipped_text_is_rendered_once_for_equal_facts(monkeypatch: pytest.MonkeyPatch) -> None:
+    renderer = Renderer()
+    renders: list[str] = []
+    render = renderer._text
+
+    def counted(clinic_id: str, locale: str, name: str, context: Mapping[str, Any]) -> Any:
+        renders.append(name)
+        return render(clinic_id, locale, name, context)
+
+    monkeypatch.setattr(renderer, "_text", counted)
+    stage2 = PROTOCOL.stages[1]
+    first = one(a_decision(), renderer=renderer)
+    other_client = one(a_decision(client_id="c-2", decision_id=uuid4()), renderer=renderer)
+    unlocked = one(a_decision(from_stage="start-loading", to_stage=stage2.id,
+                              to_stage_name=stage2.name, to_stage_number=2,
+                              prescription=stage2.prescription), renderer=renderer)  # fmt: skip
+
+    assert renders == ["welcome", "unlocked"]
+    assert (other_client.title, other_client.body) == (first.title, first.body)
+    assert other_client.client_id == "c-2"
+    assert unlocked.title == "You've unlocked Stage 2: start strengthening"
+
+
+def test_an_edited_override_is_used_at_once(tmp_path: Path) -> None:
+    override = tmp_path / "clinic-a" / "en" / "completed.txt.j2"
+    override.parent.mkdir(parents=True)
+    override.write_text("Well done\n\nfirst wording\n")
+    renderer = Renderer(tmp_path)
+    done = a_decision(outcome="completed", clinic_id="clinic-a")
+
+    before = one(done, renderer=renderer)
+    override.write_text("Well done\n\nsecond wording\n")
+    later = override.stat().st_mtime + 10  # an edit the file system dates later
+    os.utime(override, (later, later))
+    after = one(done, renderer=renderer)
+
+    assert (before.body, after.body) == ("first wording", "second wording")

@@ -8,7 +8,7 @@ is gone or was changed since it was read.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from rehabgate.schemas.outbound import DeliveryReceipt
@@ -28,9 +28,13 @@ class StreamChannel:
         self,
         items: Sequence[tuple[Queued, Composed | None, Sequence[DeliveryReceipt]]],
         now: datetime,
+        traceparents: Mapping[str, str] | None = None,
     ) -> list[str]:
         """Deliver many in one round trip; a None message only writes the receipts
-        (a message that failed before it could be sent) or nothing at all."""
+        (a message that failed before it could be sent) or nothing at all.
+        `traceparents`: message id -> the trace context its entry carries."""
         return await self._outbox.complete_all(
-            [(q, c.message.model_dump_json() if c else "", r) for q, c, r in items], now
+            [(q, c.message.model_dump_json() if c else "", r) for q, c, r in items],
+            now,
+            traceparents,
         )

@@ -10,18 +10,20 @@
 
 `schedule_step.lua` takes a decision in; `deliver_step.lua` claims a message and
 finishes it (e-mail, webhook: the send happens between the two) or completes it
-in one atomic step (the client-messages stream). Times are epoch seconds.
+in one atomic step (the client-messages stream). Times are epoch seconds. Each
+script takes a whole batch (up to `STEP_CHUNK`) in one call, one atomic step per
+decision or message: per-call overhead, not Redis, is what a notifier spends
+most on. The messages a batch creates are known as stored without reading them
+back (`Scheduled.created`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, cast
-
-from redis.asyncio import Redis
+from typing import Literal, TypeVar, cast
 
 from rehabgate.schemas.outbound import DeliveryReceipt, ProgressionEvaluated
 from rehabgate.schemas.streams import (
@@ -31,9 +33,13 @@ from rehabgate.schemas.streams import (
     physio_alerts_stream,
     receipts_stream,
 )
+from rehabgate.services.common.connections import RedisClient
 from rehabgate.services.notifier.coalescing import OpenMessage, Placement
 
 HERE = Path(__file__).parent
+#: Decisions (messages) per script call: a batch's steps in few calls, without
+#: holding Redis for long when the batch size is large.
+STEP_CHUNK = 200
 Step = Literal["claim", "finish", "complete"]
 
 
@@ -49,6 +55,8 @@ class Entry:
     raw: str
     placement: Placement
     alert: str | None = None
+    #: The W3C traceparent the decision's stream entry carried ("" for none).
+    traceparent: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +70,23 @@ class Queued:
     decisions: tuple[ProgressionEvaluated, ...]
     due: float | None  # epoch seconds, as stored: compared exactly, no rounding
     lease_end: float | None
+    #: Per decision, the traceparent its stream entry carried ("" for none).
+    traceparents: tuple[str, ...] = ()
 
     def ready(self, now: datetime) -> bool:
         """Due and queued, or claimed by a sender whose lease has lapsed."""
         if self.state == "queued":
             return self.due is None or self.due <= now.timestamp()
         return self.lease_end is None or self.lease_end <= now.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    """What `Outbox.schedule` did: per entry (fate, message id), and the messages it
+    created whose every decision came with it, as stored (no need to read them back)."""
+
+    fates: list[tuple[str, str]]
+    created: dict[str, Queued]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +120,7 @@ class OutboxKeys:
 
 
 class Outbox:
-    def __init__(self, redis: Redis, partition: int) -> None:
+    def __init__(self, redis: RedisClient, partition: int) -> None:
         self.redis = redis
         self.partition = partition
         self.keys = OutboxKeys(partition)
@@ -122,23 +141,23 @@ class Outbox:
         return {c: OpenMessage.from_pointer(r.decode()) if r else None
                 for c, r in zip(ids, raw, strict=True)}  # fmt: skip
 
-    async def schedule(self, entries: Sequence[Entry]) -> list[tuple[str, str]]:
-        """Take decisions in, in order, in one pipelined round trip: per entry
-        (fate, message id) with fate 'joined', 'created' or 'duplicate'."""
-        if not entries:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        for e in entries:
-            did, join = str(e.decision.decision_id), e.placement.join or ""
-            await self._schedule(
-                keys=[self.ledger, self.due_key, self.open_key,
-                      self.message_key(join or did), self.message_key(did),
-                      physio_alerts_stream(self.partition)],
-                args=[did, join, e.decision.client_id, e.decision.clinic_id, e.raw,
-                      e.placement.own.due.timestamp(), e.placement.own.pointer(), e.alert or ""],
-                client=pipe,
-            )  # fmt: skip
-        return [(fate.decode(), mid.decode()) for fate, mid in await pipe.execute()]
+    async def schedule(self, entries: Sequence[Entry]) -> Scheduled:
+        """Take decisions in, in order, in one script call (per `STEP_CHUNK`
+        decisions): per entry (fate, message id) with fate 'joined', 'created' or
+        'duplicate'."""
+        results: list[tuple[str, str, int]] = []
+        for chunk in _chunks(entries):
+            keys = [self.ledger, self.due_key, self.open_key, physio_alerts_stream(self.partition)]
+            args: list[str | float] = []
+            for e in chunk:
+                did, join = str(e.decision.decision_id), e.placement.join or ""
+                keys += [self.message_key(join or did), self.message_key(did)]
+                args += [did, join, e.decision.client_id, e.decision.clinic_id, e.raw,
+                         e.placement.own.due.timestamp(), e.placement.own.pointer(),
+                         e.alert or "", e.traceparent]  # fmt: skip
+            replies = await self._schedule(keys=keys, args=args)
+            results += [(f.decode(), m.decode(), int(n)) for f, m, n in replies]
+        return Scheduled([(f, m) for f, m, _ in results], _created(entries, results))
 
     async def ready_ids(self, now: datetime, limit: int) -> list[str]:
         """Messages due by `now`, and claimed ones whose lease lapsed (a crashed sender)."""
@@ -175,6 +194,7 @@ class Outbox:
                                 for k in range(1, n + 1)),
                 due=due,
                 lease_end=lease,
+                traceparents=tuple(text.get(f"t{k}", b"").decode() for k in range(1, n + 1)),
             ))  # fmt: skip
         return found
 
@@ -193,42 +213,80 @@ class Outbox:
         receipts: Sequence[DeliveryReceipt] = (),
     ) -> str:
         """Run one deliver_step.lua step for `message` (see the script for results)."""
-        result: bytes = await self._deliver(
-            keys=self._deliver_keys(message),
-            args=self._deliver_args(step, message, now, lease_end, message_json, receipts),
-        )
-        return result.decode()
+        [result] = await self._steps(step, [(message, message_json, receipts)], now, lease_end)
+        return result
 
     async def complete_all(
-        self, items: Sequence[tuple[Queued, str, Sequence[DeliveryReceipt]]], now: datetime
+        self,
+        items: Sequence[tuple[Queued, str, Sequence[DeliveryReceipt]]],
+        now: datetime,
+        traceparents: Mapping[str, str] | None = None,
     ) -> list[str]:
         """'complete' steps for many messages `(message, message JSON, receipts)` in
-        one pipelined round trip."""
-        if not items:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        for message, message_json, receipts in items:
-            await self._deliver(
-                keys=self._deliver_keys(message),
-                args=self._deliver_args("complete", message, now, None, message_json, receipts),
-                client=pipe,
-            )
-        return [r.decode() for r in await pipe.execute()]
+        one script call (per `STEP_CHUNK` messages); `traceparents`: message id ->
+        the trace context its stream entry carries."""
+        return await self._steps("complete", items, now, traceparents=traceparents or {})
 
-    def _deliver_keys(self, message: Queued) -> list[str]:
-        return [self.message_key(message.message_id), self.due_key, self.sending_key,
-                self.open_key, client_messages_stream(self.partition),
-                receipts_stream(self.partition)]  # fmt: skip
-
-    @staticmethod
-    def _deliver_args(
+    async def _steps(
+        self,
         step: Step,
-        message: Queued,
+        items: Sequence[tuple[Queued, str, Sequence[DeliveryReceipt]]],
         now: datetime,
-        lease_end: datetime | None,
-        message_json: str,
-        receipts: Sequence[DeliveryReceipt],
-    ) -> list[str | float | int]:
-        return [step, message.message_id, len(message.decisions), now.timestamp(),
-                (lease_end or now).timestamp(), message_json,
-                *(r.model_dump_json() for r in receipts)]  # fmt: skip
+        lease_end: datetime | None = None,
+        traceparents: Mapping[str, str] | None = None,
+    ) -> list[str]:
+        traceparent = (traceparents or {}).get
+        results: list[str] = []
+        for chunk in _chunks(items):
+            keys = [self.due_key, self.sending_key, self.open_key,
+                    client_messages_stream(self.partition), receipts_stream(self.partition)]  # fmt: skip
+            args: list[str | float | int] = [step, now.timestamp(), (lease_end or now).timestamp()]
+            for message, message_json, receipts in chunk:
+                keys.append(self.message_key(message.message_id))
+                args += [message.message_id, len(message.decisions), message_json,
+                         traceparent(message.message_id, ""), len(receipts),
+                         *(r.model_dump_json() for r in receipts)]  # fmt: skip
+            results += [r.decode() for r in await self._deliver(keys=keys, args=args)]
+        return results
+
+
+T = TypeVar("T")
+
+
+def _chunks(items: Sequence[T]) -> list[Sequence[T]]:
+    """A script call per `STEP_CHUNK` items: Redis runs nothing else during one.
+    (Not pipelined: a pipeline with a script first asks SCRIPT EXISTS, one more
+    round trip; a direct call loads the script only when the server lacks it.)"""
+    return [items[i : i + STEP_CHUNK] for i in range(0, len(items), STEP_CHUNK)]
+
+
+def _created(
+    entries: Sequence[Entry], results: Sequence[tuple[str, str, int]]
+) -> dict[str, Queued]:
+    """The messages these steps created, when their decisions are exactly these
+    steps' own: places 1..k in order. Another notifier may have joined one of them
+    between two of our script calls (a batch over `STEP_CHUNK`); such a message is
+    left out (read back before sending), and the deliver step's decision count
+    check stops any send of a stale copy."""
+    members: dict[str, list[tuple[int, Entry]]] = {}
+    for entry, (fate, message_id, n) in zip(entries, results, strict=True):
+        if fate == "created":
+            members[message_id] = [(n, entry)]
+        elif fate == "joined" and message_id in members:
+            members[message_id].append((n, entry))
+    created = {}
+    for message_id, placed in members.items():
+        if [n for n, _ in placed] != list(range(1, len(placed) + 1)):
+            continue
+        first = placed[0][1]
+        created[message_id] = Queued(
+            message_id=message_id,
+            state="queued",
+            client_id=first.decision.client_id,
+            clinic_id=first.decision.clinic_id,
+            decisions=tuple(e.decision for _, e in placed),
+            due=first.placement.own.due.timestamp(),
+            lease_end=None,
+            traceparents=tuple(e.traceparent for _, e in placed),
+        )
+    return created
