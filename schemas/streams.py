@@ -15,6 +15,10 @@ PREFIX: Final = "rehabgate"
 
 #: Field of a stream entry that holds the event as a JSON document.
 EVENT_FIELD: Final = "event"
+#: Optional W3C Trace Context fields of a stream entry, beside `event`: a clinic
+#: that adds `traceparent` to its XADD finds its trace continued to the message.
+TRACEPARENT: Final = "traceparent"
+TRACE_FIELDS: Final = (TRACEPARENT, "tracestate")
 
 #: Clinics `XADD` their events here.
 INBOUND: Final = f"{PREFIX}:inbound"

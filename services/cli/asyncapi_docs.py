@@ -66,7 +66,7 @@ def render(service: str) -> str:
         if service == "gatekeeper":
             from rehabgate.services.gatekeeper.app import create_app
         else:
-            from rehabgate.services.notifier.app import create_app  # type: ignore[assignment]
+            from rehabgate.services.notifier.app import create_app
         app = create_app(Settings(**DOC_SETTINGS))  # type: ignore[arg-type]
     finally:
         structlog.configure(**previous)

@@ -1,4 +1,11 @@
-"""`rehabgate demo`: a scripted clinic against the real stack, printed as it happens."""
+"""`rehabgate demo`: a scripted clinic against the real stack, printed as it happens.
+
+The demo's own gatekeeper and notifier serve HTTP on free loopback ports (a
+`rehabgate up` on this host keeps 8080 and 8081); at the end the demo scrapes their
+`/metrics` and prints the decision and delivery counters, so `make demo` shows that
+the metrics count what happened. On its own Redis (no `REDIS_URL`) the demo fails
+when either counter is zero; on a shared one, other processes may take the work.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import httpx
 import redis
 
 from rehabgate.schemas.outbound import ClientMessage, DeliveryReceipt, ProgressionEvaluated
@@ -21,10 +29,12 @@ from rehabgate.schemas.streams import (
     evaluated_stream,
     receipts_stream,
 )
+from rehabgate.services.common.redis_server import free_port
 from rehabgate.services.common.settings import Settings
 from rehabgate.services.notifier.outbox.store import OutboxKeys
 
 from .demo_clinic import demo_lines
+from .scrape import describe, scrape, totals
 from .stack import Stack
 from .stream_reading import last_id, read_after
 
@@ -41,7 +51,11 @@ def run_demo(
     run_id = secrets.token_hex(2)
     lines = demo_lines(run_id, channel, address)
     log_dir = Path(tempfile.mkdtemp(prefix="rehabgate-demo-logs-"))
-    with Stack(settings.redis_url, data_dir=None, log_dir=log_dir) as stack:
+    ports = {"gatekeeper": free_port(), "notifier": free_port()}
+    http = {"REHABGATE_HTTP_HOST": "127.0.0.1", "REHABGATE_HTTP_PORT": str(ports["gatekeeper"]),
+            "REHABGATE_NOTIFIER_HTTP_PORT": str(ports["notifier"])}  # fmt: skip
+    service_env = {"gatekeeper": http, "notifier": http}
+    with Stack(settings.redis_url, None, log_dir, service_env) as stack:
         assert stack.redis_url is not None
         client = redis.Redis.from_url(stack.redis_url)
         partitions = range(settings.partitions)
@@ -79,7 +93,23 @@ def run_demo(
         _print_table(client, decisions_from, run_id)
         print(f"\n{shown} client messages delivered; {len(dead)} events dead-lettered. "
               f"Service logs: {log_dir}")  # fmt: skip
-        return 0 if shown else 1
+        counted = _print_metrics(ports)
+        return 0 if shown and (counted or settings.redis_url) else 1
+
+
+def _print_metrics(ports: dict[str, int]) -> bool:
+    """Print the services' decision and delivery counters; true when both are non-zero."""
+    try:
+        gatekeeper = scrape(f"http://127.0.0.1:{ports['gatekeeper']}/metrics")
+        notifier = scrape(f"http://127.0.0.1:{ports['notifier']}/metrics")
+    except httpx.HTTPError as exc:
+        print(f"demo: /metrics did not answer ({type(exc).__name__})")
+        return False
+    decisions = totals(gatekeeper, "rehabgate_decisions_total", "outcome")
+    deliveries = totals(notifier, "rehabgate_deliveries_total", "channel", "result")
+    print(f"/metrics gatekeeper rehabgate_decisions_total: {describe(decisions)}")
+    print(f"/metrics notifier rehabgate_deliveries_total: {describe(deliveries)}")
+    return any(decisions.values()) and any(deliveries.values())
 
 
 def _drained(client: redis.Redis, partitions: range) -> bool:

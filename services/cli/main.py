@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from rehabgate.services.common.settings import Settings
+from rehabgate.services.common.settings import Settings, settings_or_exit
 
 from . import audit_commands, dead_letters, fhir_command, security_commands, trim
 from .stack import STATE_DIR, URL_FILE, Stack
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         commands.add_parser("erase", help="erase a client's health data and contact details")
     )
     args = parser.parse_args(argv)
-    settings = Settings()
+    settings = settings_or_exit()  # invalid settings: one line per error, exit code 2
     return int(COMMANDS[args.command](args, settings) or 0)
 
 
@@ -100,7 +100,7 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _service(args: argparse.Namespace, settings: Settings) -> int:
-    # The gatekeeper is an ASGI app (it serves the physio pages), the notifier a plain one.
+    # Both are ASGI apps: the gatekeeper serves the physio pages, both health and metrics.
     if args.command == "gatekeeper":
         from rehabgate.services.gatekeeper.app import create_app as gatekeeper_app
 
@@ -125,7 +125,8 @@ def _health(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.redis_url:
         print("health: set REDIS_URL")
         return 2
-    ok, detail = check(settings.redis_url, args.service, os.environ.get("REHABGATE_CONSUMER"))
+    ok, detail = check(settings.redis_url, args.service, os.environ.get("REHABGATE_CONSUMER"),
+                      cluster=settings.redis_cluster)  # fmt: skip
     print(detail)
     return 0 if ok else 1
 

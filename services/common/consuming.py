@@ -9,10 +9,12 @@ from typing import Any, cast
 
 import structlog
 from faststream.redis.annotations import RedisBatchStreamMessage
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from rehabgate.schemas.streams import EVENT_FIELD
+
+from .connections import RedisClient
+from .metrics import ServiceMetrics
 
 #: A stream entry as read: its id as text and its fields.
 RawEntry = tuple[str, Mapping[bytes, bytes]]
@@ -36,7 +38,7 @@ return deleted
 """
 
 
-async def ensure_group(redis: Redis, stream: str, group: str) -> None:
+async def ensure_group(redis: RedisClient, stream: str, group: str) -> None:
     """Create the consumer group at id 0 (so entries written before the first
     start are not skipped), creating the stream if needed; idempotent. After a
     group was lost (FLUSHALL, XGROUP DESTROY) this re-reads every entry still in
@@ -78,7 +80,7 @@ def raw_entries(msg: RedisBatchStreamMessage) -> list[RawEntry]:
 
 
 async def delivery_counts(
-    redis: Redis, stream: str, group: str, entry_ids: Sequence[str]
+    redis: RedisClient, stream: str, group: str, entry_ids: Sequence[str]
 ) -> dict[str, int]:
     """How often each pending entry has been delivered (XPENDING), in one round trip."""
     pipe = redis.pipeline(transaction=False)
@@ -92,7 +94,7 @@ async def delivery_counts(
 
 
 async def dead_letter_exhausted(
-    redis: Redis,
+    redis: RedisClient,
     entries: Sequence[RawEntry],
     *,
     stream: str,
@@ -100,13 +102,17 @@ async def dead_letter_exhausted(
     dead_letter_stream: str,
     max_deliveries: int,
     log: structlog.typing.FilteringBoundLogger,
+    metrics: ServiceMetrics,
 ) -> list[RawEntry]:
     """The claimers' delivery cap, so nothing is retried forever: entries delivered
     more than `max_deliveries` times are moved to `dead_letter_stream` (reason and
     raw payload) and acknowledged; the others are returned to be handled again.
 
-    The dead letter is written before the XACK, so a crash in between leaves at
-    worst a second dead letter for the same entry, never a lost one."""
+    The dead letter is written before the XACK (a round trip of its own: on a
+    cluster the two streams may live on different nodes, and one pipeline would
+    reach them in no fixed order), so a crash in between leaves at worst a second
+    dead letter for the same entry, never a lost one. `metrics`
+    counts them (rehabgate_dead_letters_total)."""
     counts = await delivery_counts(redis, stream, group, [entry_id for entry_id, _ in entries])
     exhausted = [(i, f) for i, f in entries if counts[i] > max_deliveries]
     if exhausted:
@@ -119,8 +125,9 @@ async def dead_letter_exhausted(
                 {"reason": reason, "raw": fields.get(EVENT_FIELD.encode(), b""),
                  "source_stream": stream, "source_id": entry_id, "dead_lettered_at": at},
             )  # fmt: skip
-        pipe.xack(stream, group, *(entry_id for entry_id, _ in exhausted))
         await pipe.execute()
+        await redis.xack(stream, group, *(entry_id for entry_id, _ in exhausted))
+        metrics.dead_lettered(reason for _ in exhausted)
         for entry_id, _ in exhausted:
             log.warning(
                 "entry_dead_lettered", stream=stream, entry_id=entry_id,
@@ -130,7 +137,7 @@ async def dead_letter_exhausted(
 
 
 async def prune_idle_consumers(
-    redis: Redis, stream: str, group: str, min_idle_ms: int = PRUNE_IDLE_MS
+    redis: RedisClient, stream: str, group: str, min_idle_ms: int = PRUNE_IDLE_MS
 ) -> list[str]:
     """Delete the group's consumers that own no pending entry and have been idle
     longer than `min_idle_ms` (every restart adds a hostname-pid consumer; XINFO

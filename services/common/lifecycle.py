@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Sequence
 
 import structlog
 from faststream import FastStream
 from faststream.redis import RedisBroker
-from redis.asyncio import Redis
 
+from .connections import RedisClient
 from .consuming import ensure_group, prune_idle_consumers
 from .heartbeat import Heartbeat
 from .retention import trim_stream
@@ -33,7 +34,7 @@ class ConsumerGroupLost(RuntimeError):
 def service_app(
     service: str,
     broker: RedisBroker,
-    redis: Redis,
+    redis: RedisClient,
     settings: Settings,
     groups: Sequence[tuple[str, str]],
     log: structlog.typing.FilteringBoundLogger,
@@ -77,6 +78,11 @@ def service_app(
     async def start_background() -> None:
         nonlocal started
         started = True
+        # What start-up built lives as long as the process: kept out of the cyclic
+        # collector, whose full collections would otherwise rescan it (~100k
+        # objects, 50-100 ms) every few seconds under load: a latency p99 of both
+        # services, measured on the notifier.
+        gc.freeze()
         heartbeat.start()
         tasks.append(asyncio.create_task(keep_trimming()))
 

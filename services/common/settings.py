@@ -1,16 +1,37 @@
-"""Configuration from environment variables (prefix `REHABGATE_`, plus plain `REDIS_URL`)."""
+"""Configuration from environment variables (prefix `REHABGATE_`, plus plain `REDIS_URL`)
+and an optional dotenv file named by `REHABGATE_CONFIG` (environment variables win).
+
+Invalid settings end start-up with one line per error naming the variable, and exit
+code 2 (`settings_or_exit`), before anything connects anywhere.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import os
+import re
 import socket
+import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, AnyHttpUrl, BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    AnyHttpUrl,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from .clinics import ClinicConfig, ClinicId
 
@@ -54,6 +75,10 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("REDIS_URL", "REHABGATE_REDIS_URL"),
         description="Redis/Valkey to use; when unset, `rehabgate up` starts an embedded server.",
     )
+    redis_cluster: bool = Field(
+        default=False,
+        description="REDIS_URL names a node of a Redis Cluster (services/common/connections.py).",
+    )
     partitions: int = Field(default=1, ge=1, le=1024, description="Hash-tag partitions.")
     consumer: str = Field(default_factory=default_consumer_name)
     batch_size: int = Field(default=100, ge=1, le=10_000)
@@ -76,8 +101,26 @@ class Settings(BaseSettings):
     )
     log_json: bool | None = Field(default=None, description="JSON logs; default: unless a TTY.")
     log_level: str = "INFO"
-    http_host: str = Field(default="127.0.0.1", description="Where the gatekeeper serves HTTP.")
-    http_port: int = Field(default=8080, ge=0, le=65535, description="Gatekeeper HTTP port.")
+    http_host: str = Field(
+        default="127.0.0.1", description="Where both services serve HTTP (0.0.0.0 in containers)."
+    )
+    http_port: int = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        description="Gatekeeper HTTP port: physio pages, health, metrics.",
+    )
+    notifier_http_port: int = Field(
+        default=8081, ge=0, le=65535, description="Notifier HTTP port: health and metrics."
+    )
+    otlp_endpoint: AnyHttpUrl | None = Field(
+        default=None,
+        description="OpenTelemetry: export spans over OTLP/HTTP to this collector "
+        "(e.g. http://localhost:4318); unset, trace context is carried but not exported.",
+    )
+    ready_timeout_s: float = Field(
+        default=1.0, gt=0, description="/health/ready: longest wait for Redis to answer PING."
+    )
     clinic_tokens: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="Physio read access: clinic id -> token (JSON). No token, no access.",
@@ -143,3 +186,68 @@ class Settings(BaseSettings):
         description="Webhook channel: clinic id -> {url, secret} (JSON).",
     )
     webhook_timeout_s: float = Field(default=10, gt=0, description="Per-try webhook timeout.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then the `REHABGATE_CONFIG` file: one file
+        holds a deployment's settings, and an environment variable still overrides it."""
+        sources = [init_settings, env_settings]
+        if config_file := os.environ.get(CONFIG_VARIABLE):
+            sources.append(DotEnvSettingsSource(settings_cls, env_file=Path(config_file)))
+        return (*sources, file_secret_settings)
+
+
+#: Names the optional dotenv file of settings.
+CONFIG_VARIABLE = "REHABGATE_CONFIG"
+
+
+class InvalidSettings(ValueError):
+    """Settings that cannot be used; the message has one line per error."""
+
+
+def env_name(field: str) -> str:
+    """The variable that sets a field: its first alias, else `REHABGATE_<FIELD>`."""
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"REHABGATE_{field.upper()}"
+
+
+def load_settings() -> Settings:
+    """Settings from the environment and the config file, or `InvalidSettings` naming
+    every variable that is wrong and why (never its value: some are secrets)."""
+    config_file = os.environ.get(CONFIG_VARIABLE)
+    if config_file and not Path(config_file).is_file():
+        raise InvalidSettings(f"{CONFIG_VARIABLE}: no such file: {config_file}")
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field, *inner = (str(part) for part in error["loc"])
+            name = env_name(field) if field in Settings.model_fields else field
+            where = f"{'.'.join(inner)}: " if inner else ""
+            lines.append(f"{name}: {where}{error['msg']}")
+        raise InvalidSettings("\n".join(lines)) from exc
+    except SettingsError as exc:  # a JSON setting that does not parse
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = env_name(found[1]) if found and found[1] in Settings.model_fields else str(exc)
+        raise InvalidSettings(f"{name}: not valid JSON ({exc.__cause__})") from exc
+
+
+def settings_or_exit() -> Settings:
+    """`load_settings` for a command or service start: invalid settings print
+    `invalid configuration: VARIABLE: why` lines on stderr and exit with code 2."""
+    try:
+        return load_settings()
+    except InvalidSettings as exc:
+        for line in str(exc).splitlines():
+            print(f"invalid configuration: {line}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -6,6 +6,8 @@ it has been delivered `max_deliveries` times. Each batch goes into the outbox
 (exactly once per decision) and what is due on the client-messages stream is
 sent at once; the outbox loop sends the rest (quiet hours, coalescing windows,
 e-mail and webhooks). See the package docstring for the delivery guarantees.
+Health and metrics routes (`common/ops_routes.py`) are served on
+`http_host:notifier_http_port`, as an ASGI app under uvicorn.
 Run with: faststream run --factory rehabgate.services.notifier.app:create_app
 """
 
@@ -15,25 +17,30 @@ import logging
 from datetime import timedelta
 
 import structlog
-from faststream import FastStream
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
-from redis.asyncio import Redis
+from opentelemetry import trace
 
 from rehabgate.schemas.streams import (
     NOTIFIER_GROUP,
     evaluated_dead_letter_stream,
     evaluated_stream,
 )
+from rehabgate.services.common import connections
+from rehabgate.services.common.connections import RedisClient
 from rehabgate.services.common.consuming import (
     RawEntry,
     dead_letter_exhausted,
     raw_batch_parser,
     raw_entries,
 )
+from rehabgate.services.common.http_serving import ServiceAsgi
 from rehabgate.services.common.lifecycle import service_app
 from rehabgate.services.common.logging import configure_logging
-from rehabgate.services.common.settings import Settings
+from rehabgate.services.common.metrics import NotifierMetrics
+from rehabgate.services.common.ops_routes import operations
+from rehabgate.services.common.settings import Settings, settings_or_exit
+from rehabgate.services.common.tracing import traced
 
 from .channels.base import ChannelName, ExternalChannel
 from .channels.email import EmailChannel
@@ -45,16 +52,23 @@ from .process import Notifier, process_decisions
 from .rendering import Renderer
 from .sending import Dispatcher
 
+#: The dead-letter reason of process.py's unreadable decisions (its words before ':').
+UNREADABLE = "unreadable decision"
+
 
 def build_notifier(
-    redis: Redis,
+    redis: RedisClient,
     partition: int,
     settings: Settings,
     renderer: Renderer | None = None,
     external: dict[ChannelName, ExternalChannel] | None = None,
     log: structlog.typing.FilteringBoundLogger | None = None,
+    metrics: NotifierMetrics | None = None,
+    tracer: trace.Tracer | None = None,
 ) -> Notifier:
-    """One partition's notifier from settings (shared by the app and the tests)."""
+    """One partition's notifier from settings (shared by the app and the tests).
+    `metrics`: where deliveries are counted (default: a registry nobody scrapes);
+    `tracer`: makes a span per message sent (default: none)."""
     outbox = Outbox(redis, partition)
     dispatcher = Dispatcher(
         outbox,
@@ -64,6 +78,8 @@ def build_notifier(
                     settings.delivery_backoff_s, settings.delivery_backoff_max_s),
         held_digest=settings.held_digest,
         log=log or structlog.get_logger("rehabgate.notifier"),
+        count_delivery=(metrics or NotifierMetrics()).delivered,
+        tracer=tracer or trace.NoOpTracer(),
     )  # fmt: skip
     return Notifier(redis, outbox, dispatcher, timedelta(seconds=settings.coalesce_window_s),
                     settings.held_digest)  # fmt: skip
@@ -79,27 +95,31 @@ def external_channels(settings: Settings) -> dict[ChannelName, ExternalChannel]:
     return channels
 
 
-def create_app(settings: Settings | None = None) -> FastStream:
-    settings = settings or Settings()
+def create_app(settings: Settings | None = None) -> ServiceAsgi:
+    settings = settings or settings_or_exit()
     configure_logging(settings.log_json, settings.log_level)
     log = structlog.get_logger("rehabgate.notifier")
     if not settings.redis_url:
         raise SystemExit("notifier: set REDIS_URL (or use `rehabgate up`)")
-    broker = RedisBroker(
-        settings.redis_url, logger=log, log_level=logging.DEBUG, parser=raw_batch_parser
+    broker = connections.broker(
+        settings, logger=log, log_level=logging.DEBUG, parser=raw_batch_parser
     )
-    redis = Redis.from_url(settings.redis_url)
+    redis = connections.redis_client(settings)
     renderer = Renderer(settings.template_dir, settings.default_locale)
     external = external_channels(settings)
-    notifiers = [build_notifier(redis, p, settings, renderer, external, log)
+    metrics = NotifierMetrics()
+    tracing = traced(broker, "notifier", settings)
+    notifiers = [build_notifier(redis, p, settings, renderer, external, log, metrics,
+                                tracing.tracer)
                  for p in range(settings.partitions)]  # fmt: skip
     loop = OutboxLoop(notifiers, settings.outbox_poll_s, settings.batch_size, log)
 
     for notifier in notifiers:
-        _subscribe(broker, redis, settings, notifier, loop, log)
+        _subscribe(broker, redis, settings, notifier, loop, log, metrics)
 
     groups = [(evaluated_stream(p), NOTIFIER_GROUP) for p in range(settings.partitions)]
     app = service_app("notifier", broker, redis, settings, groups, log)
+    app.after_shutdown(tracing.flush)
 
     @app.after_startup
     async def start_outbox_loop() -> None:
@@ -113,16 +133,18 @@ def create_app(settings: Settings | None = None) -> FastStream:
         if isinstance(webhook, WebhookChannel):
             await webhook.close()
 
-    return app
+    routes = operations(app, broker, redis, groups, metrics, settings.ready_timeout_s)
+    return ServiceAsgi.serving(app, routes, settings.http_host, settings.notifier_http_port, log)
 
 
 def _subscribe(
     broker: RedisBroker,
-    redis: Redis,
+    redis: RedisClient,
     settings: Settings,
     notifier: Notifier,
     loop: OutboxLoop,
     log: structlog.typing.FilteringBoundLogger,
+    metrics: NotifierMetrics,
 ) -> None:
     partition = notifier.partition
     stream = evaluated_stream(partition)
@@ -131,6 +153,7 @@ def _subscribe(
         if not entries:
             return
         fates = await process_decisions(entries, notifier, send_external=False)
+        metrics.dead_lettered([UNREADABLE] * fates["dead_lettered"])
         if fates["left_for_loop"]:
             loop.wake()  # e-mail and webhooks are sent by the loop, off this handler
         log.info("decisions_handled", stream=stream, reclaimed=reclaimed, **fates)
@@ -157,6 +180,6 @@ def _subscribe(
         rest = await dead_letter_exhausted(
             redis, raw_entries(msg), stream=stream, group=NOTIFIER_GROUP,
             dead_letter_stream=evaluated_dead_letter_stream(partition),
-            max_deliveries=settings.max_deliveries, log=log,
+            max_deliveries=settings.max_deliveries, log=log, metrics=metrics,
         )  # fmt: skip
         await handle(rest, reclaimed=True)

@@ -1,18 +1,28 @@
 """compose.yaml cannot be run here (no Docker engine), so check what can be checked:
 the services exist, Redis is pinned 7.x with AOF, everything has a healthcheck,
-and every rehabgate command it names exists."""
+and every rehabgate command it names exists; and the opt-in `observability`
+profile's wiring: Prometheus scrapes where the services listen, Grafana is
+provisioned with that Prometheus and a dashboard that asks only for metrics the
+services expose."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
 from rehabgate.services.cli.main import COMMANDS
+from rehabgate.services.common.metrics import GatekeeperMetrics, NotifierMetrics
+from rehabgate.services.common.settings import Settings
 
-COMPOSE = Path(__file__).resolve().parents[2] / "compose.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "compose.yaml"
+OPS = ROOT / "ops"
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +42,8 @@ def rehabgate_commands(argv: list[str]) -> list[list[str]]:
 
 
 def test_has_redis_gatekeeper_and_notifier(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"redis", "gatekeeper", "notifier"}
+    default = {name for name, spec in compose["services"].items() if not spec.get("profiles")}
+    assert default == {"redis", "gatekeeper", "notifier"}
 
 
 def test_redis_is_pinned_7x_with_aof(compose: dict[str, Any]) -> None:
@@ -60,3 +71,87 @@ def test_every_rehabgate_command_named_exists(compose: dict[str, Any]) -> None:
         assert words[0] in COMMANDS, f"compose.yaml names unknown command: rehabgate {words}"
     assert ["health", "gatekeeper"] in named
     assert ["health", "notifier"] in named
+
+
+# -- the observability profile ------------------------------------------------------
+
+
+def exposed_names(registry: CollectorRegistry) -> set[str]:
+    """The sample names a registry's metrics expose (a counter `x`: `x_total`, a
+    histogram: `x_bucket`, `x_sum`, `x_count`), whether or not any was counted yet."""
+    suffixes = {"counter": ["_total"], "gauge": [""], "histogram": ["_bucket", "_sum", "_count"]}
+    return {f.name + suffix for f in registry.collect() for suffix in suffixes[f.type]}
+
+
+def dashboard() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((OPS / "grafana/dashboards/rehabgate.json").read_text())
+    return document
+
+
+def test_observability_services_are_opt_in(compose: dict[str, Any]) -> None:
+    for name in ("prometheus", "grafana"):
+        spec = compose["services"][name]
+        assert spec["profiles"] == ["observability"]
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+", spec["image"].split(":")[1])  # pinned
+        assert all(port.startswith("127.0.0.1:") for port in spec["ports"])
+
+
+def test_services_listen_on_the_container_interface(compose: dict[str, Any]) -> None:
+    for name in ("gatekeeper", "notifier"):
+        assert compose["services"][name]["environment"]["REHABGATE_HTTP_HOST"] == "0.0.0.0"  # noqa: S104
+
+
+def test_prometheus_scrapes_both_services_where_they_listen(compose: dict[str, Any]) -> None:
+    mounted = compose["services"]["prometheus"]["volumes"][0].split(":")
+    assert (ROOT / mounted[0]).resolve() == OPS / "prometheus/prometheus.yml"
+    config = yaml.safe_load((OPS / "prometheus/prometheus.yml").read_text())
+    targets = {
+        job["job_name"]: (job.get("metrics_path", "/metrics"), target)
+        for job in config["scrape_configs"]
+        for group in job["static_configs"]
+        for target in group["targets"]
+    }
+    ports = {"gatekeeper": "http_port", "notifier": "notifier_http_port"}
+    for service, field in ports.items():
+        env = compose["services"][service]["environment"]
+        port = env.get(f"REHABGATE_{field.upper()}", Settings.model_fields[field].default)
+        assert targets[service] == ("/metrics", f"{service}:{port}")
+    assert set(targets) == set(ports)
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboard(compose: dict[str, Any]) -> None:
+    volumes = dict(v.split(":")[:2] for v in compose["services"]["grafana"]["volumes"])
+    assert volumes["./ops/grafana/provisioning"] == "/etc/grafana/provisioning"
+    provisioning = OPS / "grafana/provisioning"
+    (source,) = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert (source["type"], source["url"]) == ("prometheus", "http://prometheus:9090")
+    (provider,) = yaml.safe_load((provisioning / "dashboards/rehabgate.yml").read_text())[
+        "providers"
+    ]
+    assert volumes["./ops/grafana/dashboards"] == provider["options"]["path"]
+    for panel in dashboard()["panels"]:
+        assert panel["datasource"]["uid"] == source["uid"]
+        assert panel["targets"]
+
+
+def test_dashboard_has_the_operator_panels() -> None:
+    titles = " | ".join(p["title"].lower() for p in dashboard()["panels"])
+    for wanted in ("decisions/s by outcome", "lag", "pending", "dead letters by reason",
+                   "by channel", "latency"):  # fmt: skip
+        assert wanted in titles, wanted
+
+
+def test_dashboard_asks_only_for_metrics_the_services_expose() -> None:
+    """Against the metric definitions here; tests/integration/test_operations.py
+    checks the same against a real scrape after a flow."""
+    exposed = exposed_names(GatekeeperMetrics().registry) | exposed_names(
+        NotifierMetrics().registry
+    )
+    expressions = [t["expr"] for p in dashboard()["panels"] for t in p["targets"]]
+    used = {m for e in expressions for m in re.findall(r"\b(?:rehabgate|faststream)_\w+", e)}
+    assert {"rehabgate_decisions_total", "rehabgate_stream_lag", "rehabgate_stream_pending",
+            "rehabgate_dead_letters_total", "rehabgate_deliveries_total"} <= used  # fmt: skip
+    assert any(name.endswith("_duration_seconds_bucket") for name in used)
+    assert used <= exposed, used - exposed

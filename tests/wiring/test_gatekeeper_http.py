@@ -18,6 +18,7 @@ PHYSIO_PATHS = {
     "/physio/login",
     "/physio/logout",
 }
+OPS_PATHS = {"/health/live", "/health/ready", "/metrics"}
 
 
 def test_gatekeeper_app_serves_the_physio_routes_on_the_configured_address() -> None:
@@ -27,7 +28,7 @@ def test_gatekeeper_app_serves_the_physio_routes_on_the_configured_address() -> 
     )  # fmt: skip
     app = create_app(settings)
     assert isinstance(app, AsgiFastStream)
-    assert {path for path, _ in app.routes} == PHYSIO_PATHS
+    assert {path for path, _ in app.routes} == PHYSIO_PATHS | OPS_PATHS
     assert (app.http_host, app.http_port) == ("0.0.0.0", 9181)  # noqa: S104
     # A subscriber that stops for good (a lost consumer group) exits the served app.
     (subscriber, *_) = app.broker.subscribers
