@@ -33,7 +33,14 @@ from .builders import EnvelopeOptions, Events, exercise, now
 from .inbound import InboundEvent
 from .outbound import ProgressionEvaluated
 from .signing import Signer
-from .streams import EVENT_FIELD, INBOUND, INBOUND_DEAD_LETTER, evaluated_stream, partition_of
+from .streams import (
+    EVENT_FIELD,
+    INBOUND,
+    INBOUND_DEAD_LETTER,
+    TRACEPARENT,
+    evaluated_stream,
+    partition_of,
+)
 
 __all__ = [
     "AsyncPublisher",
@@ -135,11 +142,13 @@ class _Base:
         self._sent: OrderedDict[str, _Sent] = OrderedDict()  # by entry id
         self._by_event: dict[str, str] = {}  # event id -> entry id
 
-    def _fields(self, payload: str | bytes) -> dict[FieldT, EncodableT]:
+    def _fields(self, payload: str | bytes, traceparent: str | None) -> dict[FieldT, EncodableT]:
         data = payload.encode() if isinstance(payload, str) else payload
         extra = self.signer(self.stream, data) if self.signer else {}
         fields: dict[FieldT, EncodableT] = {k: v for k, v in extra.items()}
         fields[EVENT_FIELD] = data
+        if traceparent:
+            fields[TRACEPARENT] = traceparent
         return fields
 
     def _remember(self, entry_id: bytes | str, payload: str | bytes) -> str:
@@ -216,13 +225,15 @@ class Publisher(_Base):
             else redis_url_or_client
         )
 
-    def publish(self, event: InboundEvent) -> str:
-        """XADD the event as JSON in the field `event`; returns the stream entry id."""
-        return self.publish_raw(event.model_dump_json(exclude_none=True))
+    def publish(self, event: InboundEvent, traceparent: str | None = None) -> str:
+        """XADD the event as JSON in the field `event`; returns the stream entry id.
+        `traceparent` (W3C Trace Context): the trace the event belongs to, continued
+        by the gatekeeper and the notifier up to the client's message."""
+        return self.publish_raw(event.model_dump_json(exclude_none=True), traceparent)
 
-    def publish_raw(self, payload: str | bytes) -> str:
+    def publish_raw(self, payload: str | bytes, traceparent: str | None = None) -> str:
         """XADD a JSON document exactly as given (for tools that forward files)."""
-        entry_id = cast(bytes, self.redis.xadd(self.stream, self._fields(payload)))
+        entry_id = cast(bytes, self.redis.xadd(self.stream, self._fields(payload, traceparent)))
         return self._remember(entry_id, payload)
 
     def wait_for_decision(
@@ -298,11 +309,11 @@ class AsyncPublisher(_Base):
             else redis_url_or_client
         )
 
-    async def publish(self, event: InboundEvent) -> str:
-        return await self.publish_raw(event.model_dump_json(exclude_none=True))
+    async def publish(self, event: InboundEvent, traceparent: str | None = None) -> str:
+        return await self.publish_raw(event.model_dump_json(exclude_none=True), traceparent)
 
-    async def publish_raw(self, payload: str | bytes) -> str:
-        entry_id = await self.redis.xadd(self.stream, self._fields(payload))
+    async def publish_raw(self, payload: str | bytes, traceparent: str | None = None) -> str:
+        entry_id = await self.redis.xadd(self.stream, self._fields(payload, traceparent))
         return self._remember(entry_id, payload)
 
     # `timeout` (not asyncio.timeout) because it bounds XREAD's server-side BLOCK, and

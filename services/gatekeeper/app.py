@@ -96,8 +96,10 @@ def create_app(settings: Settings | None = None) -> ServiceAsgi:
         async def on_inbound(msg: RedisBatchStreamMessage) -> None:
             """Clinic events (client.enrolled, session.logged, checkin.logged,
             clinician.action, client.contact.updated, client.discharged), JSON in the
-            entry field `event`. Each is applied once, recognised as a duplicate, or
-            dead-lettered with a reason; decisions go to progression.evaluated."""
+            entry field `event`; an optional W3C `traceparent` field continues the
+            sender's trace. Each is applied once, recognised as a duplicate, or
+            dead-lettered with a reason; decisions go to progression.evaluated, with
+            the `traceparent` of the gatekeeper's span."""
             entries = [Entry(i, f) for i, f in raw_entries(msg)]
             await apply(entries, source, False, {e.entry_id for e in entries})
 

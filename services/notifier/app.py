@@ -79,7 +79,7 @@ def build_notifier(
         held_digest=settings.held_digest,
         log=log or structlog.get_logger("rehabgate.notifier"),
         count_delivery=(metrics or NotifierMetrics()).delivered,
-        tracer=tracer or trace.NoOpTracer(),
+        tracer=tracer,
     )  # fmt: skip
     return Notifier(redis, outbox, dispatcher, timedelta(seconds=settings.coalesce_window_s),
                     settings.held_digest)  # fmt: skip
@@ -167,7 +167,8 @@ def _subscribe(
         (and held, with the held digest) become plain-language client messages, at
         most one per decision, on the client's channel (default: the client-messages
         stream) with a message.delivered or message.failed receipt per decision;
-        flags also alert the physio-alerts stream."""
+        flags also alert the physio-alerts stream. A decision's `traceparent`
+        field is continued by the span of its message, whose entry carries it."""
         await handle(raw_entries(msg), reclaimed=False)
 
     @broker.subscriber(

@@ -55,7 +55,7 @@ class Dispatcher:
     #: Called with (channel, "delivered" | "failed") per message a receipt finished.
     count_delivery: Callable[[ChannelName, str], None] = lambda channel, result: None
     #: A span per message sent, continuing its decisions' traces (common/tracing.py).
-    tracer: trace.Tracer = field(default_factory=trace.NoOpTracer)
+    tracer: trace.Tracer | None = None
 
     def __post_init__(self) -> None:
         self.stream = StreamChannel(self.outbox)

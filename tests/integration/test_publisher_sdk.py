@@ -124,6 +124,19 @@ def test_publish_is_a_plain_xadd_of_the_json_in_field_event(sync_redis: redis.Re
     assert parse_inbound(fields[b"event"]) == event
 
 
+def test_publish_carries_the_callers_traceparent_beside_the_event(
+    sync_redis: redis.Redis,
+) -> None:
+    event = clinic().client_enrolled(unique_client(), "achilles-tendinopathy@1")
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with Publisher(sync_redis) as publisher:
+        entry_id = publisher.publish(event, traceparent=traceparent)
+
+    [(_, fields)] = sync_redis.xrange(INBOUND, min=entry_id, max=entry_id)
+    assert fields == {b"event": event.model_dump_json(exclude_none=True).encode(),
+                      b"traceparent": traceparent.encode()}  # fmt: skip
+
+
 def test_gatekeeper_accepts_sdk_events_and_wait_returns_each_decision(
     redis_url: str, sync_redis: redis.Redis
 ) -> None:

@@ -133,7 +133,8 @@ def test_an_event_without_or_with_a_broken_traceparent_starts_a_trace_of_its_own
         fields = wait_for(lambda c=client: _message_of(r, c))
         version, trace_id, span_id, _ = fields[b"traceparent"].decode().split("-")
         assert version == "00"
-        assert int(trace_id, 16) and int(span_id, 16)
+        assert int(trace_id, 16)
+        assert int(span_id, 16)
         assert trace_id != CLINIC_TRACE
     evaluated = wait_for(
         lambda: len(collector.named("rehabgate-gatekeeper", "gatekeeper evaluate")) >= 2 or None
@@ -142,3 +143,20 @@ def test_an_event_without_or_with_a_broken_traceparent_starts_a_trace_of_its_own
     fates = [s["attributes"]["rehabgate.fate"]
              for s in collector.named("rehabgate-gatekeeper", "gatekeeper evaluate")]  # fmt: skip
     assert fates == ["applied", "applied"]
+
+
+def test_without_an_exporter_the_clinics_context_is_passed_on_unchanged(tmp_path: Path) -> None:
+    server = EmbeddedRedis(data_dir=tmp_path / "redis", appendonly=False).start()
+    env = {"REHABGATE_HTTP_PORT": str(free_port()),
+           "REHABGATE_NOTIFIER_HTTP_PORT": str(free_port())}  # fmt: skip
+    traceparent = f"00-{CLINIC_TRACE}-{CLINIC_SPAN}-01"
+    try:
+        with Stack(server.url, None, tmp_path / "logs", {"gatekeeper": env, "notifier": env}):
+            r = redis.Redis.from_url(server.url)
+            traced, plain = unique_client("passed"), unique_client("plain")
+            r.xadd(INBOUND, {"event": json.dumps(enrolment(traced)), "traceparent": traceparent})
+            r.xadd(INBOUND, {"event": json.dumps(enrolment(plain))})
+            assert wait_for(lambda: _message_of(r, traced))[b"traceparent"] == traceparent.encode()
+            assert b"traceparent" not in wait_for(lambda: _message_of(r, plain))
+    finally:
+        server.stop()
