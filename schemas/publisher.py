@@ -12,6 +12,10 @@ imports the services: a clinic needs the schemas package and Redis, nothing else
 Per-clinic streams and signed events plug in through `stream=` and the `signer`
 hook (fields added to each entry): `Publisher(url, stream=clinic_inbound_stream(
 "clinic-a"), signer=signing.signer(key))`.
+
+On a Redis Cluster (`Publisher(url, cluster=True)`, or a redis-py `RedisCluster`
+client) the streams a fate may appear on sit in different slots, and one XREAD may
+not span slots: there each stream gets its own XREAD (see `_Watch.reads`).
 """
 
 from __future__ import annotations
@@ -85,15 +89,61 @@ class _Sent:
     client_id: str | None
 
 
+#: XREAD's COUNT: entries per stream per read.
+_BATCH = 500
+
+#: An XREAD: the streams with their cursors, and its BLOCK in ms (None: no BLOCK).
+_Read = tuple[dict[KeyT, StreamIdT], int | None]
+
+
 @dataclass
 class _Watch:
-    """Pure matching of stream entries to the events being waited for: a decision by
-    its `cause_event_id`, a dead letter by its source entry or its payload's event id."""
+    """What to read next, and the matching of the entries read to the events being
+    waited for: a decision by its `cause_event_id`, a dead letter by its source
+    entry or its payload's event id. The publishers only run the reads (sync or
+    awaited), so the two share everything else."""
+
+    #: On a cluster, how long one XREAD waits on the first stream before the others
+    #: are looked at again: a fate on those is seen this much later at most.
+    CLUSTER_WAIT_MS = 100
 
     waiting: list[_Sent]
     cursors: dict[str, str]  # stream -> last entry id read
     dead_letter_stream: str
     source_stream: str
+    cluster: bool
+    deadline: float  # time.monotonic()
+    found: bool = True  # the last round read entries (or there was none yet)
+
+    def reads(self) -> list[_Read]:
+        """This round's XREADs; none once every fate is known or time is up.
+
+        One server: a single XREAD of all the streams, blocking until one has
+        entries. A cluster refuses an XREAD across slots (CROSSSLOT), and each
+        partition's stream and the dead letters are in slots of their own: one XREAD
+        per stream, none blocking after a round that found entries; after a round
+        that found none, the first (a decision stream: the usual fate) blocks up to
+        CLUSTER_WAIT_MS, so waiting costs a few reads a second, not a busy loop.
+        """
+        left_ms = int((self.deadline - time.monotonic()) * 1000)
+        if not self.waiting or left_ms <= 0:
+            return []
+        block = max(1, min(1000, left_ms))
+        if not self.cluster:
+            return [({s: c for s, c in self.cursors.items()}, block)]
+        each: list[dict[KeyT, StreamIdT]] = [{s: c} for s, c in self.cursors.items()]
+        wait = None if self.found else min(block, self.CLUSTER_WAIT_MS)
+        return [(each[0], wait)] + [(one, None) for one in each[1:]]
+
+    def take(self, replies: Iterable[Any]) -> list[tuple[str, Fate]]:
+        """The (entry id, fate) pairs settled by this round's XREAD replies."""
+        settled: list[tuple[str, Fate]] = []
+        self.found = False
+        for reply in replies:
+            for stream, entry_id, fields in _entries(reply):
+                self.found = True
+                settled += self.feed(stream, entry_id, fields)
+        return settled
 
     def feed(
         self, stream: str, entry_id: str, fields: Mapping[str, bytes]
@@ -133,12 +183,14 @@ class _Base:
         dead_letter_stream: str,
         signer: Signer | None,
         skew_ms: int,
+        cluster: bool,
     ) -> None:
         self.partitions = partitions
         self.stream = stream
         self.dead_letter_stream = dead_letter_stream
         self.signer = signer
         self.skew_ms = skew_ms
+        self.cluster = cluster
         self._sent: OrderedDict[str, _Sent] = OrderedDict()  # by entry id
         self._by_event: dict[str, str] = {}  # event id -> entry id
 
@@ -171,7 +223,7 @@ class _Base:
         known = self._sent.get(entry) if entry else None
         return known or _Sent("", str(event.event_id), event.client_id)
 
-    def _watch(self, sent: list[_Sent], start_ms: int) -> _Watch:
+    def _watch(self, sent: list[_Sent], start_ms: int, timeout: float) -> _Watch:
         clients = {s.client_id for s in sent}
         partitions = (
             range(self.partitions)
@@ -185,6 +237,8 @@ class _Base:
             dict.fromkeys(streams, start),
             self.dead_letter_stream,
             self.stream,
+            self.cluster,
+            time.monotonic() + timeout,
         )
 
     def _lookup(self, entry_ids: Iterable[str]) -> list[_Sent]:
@@ -194,7 +248,9 @@ class _Base:
 class Publisher(_Base):
     """Publish inbound events to Redis and wait for their fate (sync).
 
-    `Publisher("redis://...")` or `Publisher(existing_client)`. `partitions` must
+    `Publisher("redis://...")` or `Publisher(existing_client)`; for a Redis Cluster
+    `Publisher("redis://any-node:6379", cluster=True)` or a `redis.RedisCluster`
+    (`cluster` only says how to connect to a URL). `partitions` must
     match the deployment's `REHABGATE_PARTITIONS` (decisions are partitioned by
     client). `stream` is where this clinic publishes (`rehabgate:inbound` today).
     `skew_ms`: how far before the published entry to look for its fate, covering
@@ -203,26 +259,28 @@ class Publisher(_Base):
 
     def __init__(
         self,
-        redis_url_or_client: str | redis.Redis,
+        redis_url_or_client: str | redis.Redis | redis.RedisCluster,
         *,
         partitions: int = 1,
         stream: str = INBOUND,
         dead_letter_stream: str = INBOUND_DEAD_LETTER,
         signer: Signer | None = None,
         skew_ms: int = 5_000,
+        cluster: bool = False,
     ) -> None:
+        self._owned = isinstance(redis_url_or_client, str)
+        self.redis = (
+            (redis.RedisCluster if cluster else redis.Redis).from_url(redis_url_or_client)
+            if isinstance(redis_url_or_client, str)
+            else redis_url_or_client
+        )
         super().__init__(
             partitions=partitions,
             stream=stream,
             dead_letter_stream=dead_letter_stream,
             signer=signer,
             skew_ms=skew_ms,
-        )
-        self._owned = isinstance(redis_url_or_client, str)
-        self.redis = (
-            redis.Redis.from_url(redis_url_or_client)
-            if isinstance(redis_url_or_client, str)
-            else redis_url_or_client
+            cluster=isinstance(self.redis, redis.RedisCluster),
         )
 
     def publish(self, event: InboundEvent, traceparent: str | None = None) -> str:
@@ -262,14 +320,9 @@ class Publisher(_Base):
     def _fates(
         self, sent: list[_Sent], start_ms: int, timeout: float
     ) -> Iterator[tuple[str, Fate]]:
-        watch = self._watch(sent, start_ms)
-        deadline = time.monotonic() + timeout
-        while watch.waiting and (left := deadline - time.monotonic()) > 0:
-            reply = self.redis.xread(
-                _cursors(watch), count=500, block=max(1, min(1000, int(left * 1000)))
-            )
-            for stream, entry_id, fields in _entries(reply):
-                yield from watch.feed(stream, entry_id, fields)
+        watch = self._watch(sent, start_ms, timeout)
+        while reads := watch.reads():
+            yield from watch.take([self.redis.xread(s, count=_BATCH, block=b) for s, b in reads])
 
     def close(self) -> None:
         if self._owned:
@@ -287,26 +340,28 @@ class AsyncPublisher(_Base):
 
     def __init__(
         self,
-        redis_url_or_client: str | aredis.Redis,
+        redis_url_or_client: str | aredis.Redis | aredis.RedisCluster,
         *,
         partitions: int = 1,
         stream: str = INBOUND,
         dead_letter_stream: str = INBOUND_DEAD_LETTER,
         signer: Signer | None = None,
         skew_ms: int = 5_000,
+        cluster: bool = False,
     ) -> None:
+        self._owned = isinstance(redis_url_or_client, str)
+        self.redis = (
+            (aredis.RedisCluster if cluster else aredis.Redis).from_url(redis_url_or_client)
+            if isinstance(redis_url_or_client, str)
+            else redis_url_or_client
+        )
         super().__init__(
             partitions=partitions,
             stream=stream,
             dead_letter_stream=dead_letter_stream,
             signer=signer,
             skew_ms=skew_ms,
-        )
-        self._owned = isinstance(redis_url_or_client, str)
-        self.redis = (
-            aredis.Redis.from_url(redis_url_or_client)
-            if isinstance(redis_url_or_client, str)
-            else redis_url_or_client
+            cluster=isinstance(self.redis, aredis.RedisCluster),
         )
 
     async def publish(self, event: InboundEvent, traceparent: str | None = None) -> str:
@@ -347,15 +402,11 @@ class AsyncPublisher(_Base):
     async def _fates(
         self, sent: list[_Sent], start_ms: int, wait_s: float
     ) -> AsyncGenerator[tuple[str, Fate]]:
-        watch = self._watch(sent, start_ms)
-        deadline = time.monotonic() + wait_s
-        while watch.waiting and (left := deadline - time.monotonic()) > 0:
-            reply = await self.redis.xread(
-                _cursors(watch), count=500, block=max(1, min(1000, int(left * 1000)))
-            )
-            for stream, entry_id, fields in _entries(reply):
-                for item in watch.feed(stream, entry_id, fields):
-                    yield item
+        watch = self._watch(sent, start_ms, wait_s)
+        while reads := watch.reads():
+            replies = [await self.redis.xread(s, count=_BATCH, block=b) for s, b in reads]
+            for item in watch.take(replies):
+                yield item
 
     async def aclose(self) -> None:
         if self._owned:
@@ -366,10 +417,6 @@ class AsyncPublisher(_Base):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _cursors(watch: _Watch) -> dict[KeyT, StreamIdT]:
-    return {stream: cursor for stream, cursor in watch.cursors.items()}
 
 
 def _text(value: bytes | str) -> str:

@@ -2,7 +2,8 @@
 partitions spread over all three masters: the real gatekeeper and notifier
 processes apply every event once, decide on every partition and message every
 client once; a SIGKILL of both mid-run loses and duplicates nothing; and the
-operator commands (health, audit verify --all, dlq, trim, erase) work there."""
+operator commands (health, audit verify --all, dlq, trim, erase) and the publisher
+SDK's `wait_for_decision`/`fates` work there."""
 
 from __future__ import annotations
 
@@ -17,11 +18,23 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 import redis
+import redis.asyncio as aredis
 from redis.cluster import RedisCluster
 
+from rehabgate.schemas.inbound import InboundEvent
+from rehabgate.schemas.outbound import ProgressionEvaluated
+from rehabgate.schemas.publisher import (
+    AsyncPublisher,
+    DeadLetterInfo,
+    DecisionTimeout,
+    Events,
+    Fate,
+    Publisher,
+)
 from rehabgate.schemas.streams import (
     GATEKEEPER_GROUP,
     INBOUND,
@@ -291,3 +304,63 @@ def test_operator_commands_work_on_the_cluster(
     assert cluster.exists(ClientKeys.of(clients[1], PARTITIONS).audit) == 0
     assert rehabgate(["erase", "--verify"]) == 0
     assert f"erased client {clients[1]}" in capsys.readouterr().out
+
+
+def stranger_checkin() -> InboundEvent:
+    """Never enrolled: the gatekeeper dead-letters its events as from an unknown client."""
+    return Events("clinic-a").checkin_logged(
+        unique_client("cl-stranger"), morning_pain=1, morning_stiffness=1, swelling=False
+    )
+
+
+def assert_fates(enrolments: list[dict[str, Any]], decided: list[Fate], letter: Fate) -> None:
+    """Each enrolment's own decision, in order; the stranger's check-in back as its
+    dead letter."""
+    assert [(str(d.cause_event_id), d.client_id, d.outcome) for d in decided
+            if isinstance(d, ProgressionEvaluated)] == [
+        (e["event_id"], e["client_id"], "unlocked") for e in enrolments]  # fmt: skip
+    assert isinstance(letter, DeadLetterInfo)
+    assert letter.reason.startswith("unknown client")
+
+
+def test_the_publisher_sdk_follows_each_event_to_its_fate_on_the_cluster(
+    cluster_url: str, services: Services
+) -> None:
+    services.start("gatekeeper", f"sdk-gk-{unique_client()}")
+    enrolments = [enrolment(c) for c in spread_clients("cl-sdk", per_partition=1)]
+    stranger = stranger_checkin()
+    with Publisher(cluster_url, cluster=True, partitions=PARTITIONS) as publisher:
+        sent = [publisher.publish_raw(json.dumps(e)) for e in enrolments]
+        refused = publisher.publish(stranger)
+        decided = [publisher.wait_for_decision(e["event_id"], timeout=60) for e in enrolments]
+        letter = publisher.wait_for_decision(stranger, timeout=10)
+        fates = dict(publisher.fates([*sent, refused], timeout=10))
+    with Publisher(cluster_url, cluster=True, partitions=PARTITIONS) as elsewhere:
+        # Not published here: it looks back skew_ms from the cluster's TIME.
+        assert elsewhere.wait_for_decision(stranger.event_id, timeout=5) == letter
+        with pytest.raises(DecisionTimeout):
+            elsewhere.wait_for_decision(uuid4(), timeout=0.5)
+
+    assert_fates(enrolments, decided, letter)
+    assert letter.source_id == refused
+    assert fates == {**dict(zip(sent, decided, strict=True)), refused: letter}
+
+
+async def test_the_async_publisher_waits_on_a_cluster_client_until_the_gatekeeper_decides(
+    cluster_url: str, services: Services
+) -> None:
+    enrolments = [enrolment(c) for c in spread_clients("cl-sdk-async", per_partition=1)]
+    stranger = stranger_checkin()
+    client = aredis.RedisCluster.from_url(cluster_url)
+    async with AsyncPublisher(client, partitions=PARTITIONS) as publisher:
+        sent = [await publisher.publish_raw(json.dumps(e)) for e in enrolments]
+        refused = await publisher.publish(stranger)
+        services.start("gatekeeper", f"sdk-gk-{unique_client()}")  # it decides while we wait
+        decided = [await publisher.wait_for_decision(e["event_id"], timeout=60)
+                   for e in enrolments]  # fmt: skip
+        letter = await publisher.wait_for_decision(stranger, timeout=10)
+        fates = [f async for f in publisher.fates([*sent, refused], timeout=10)]
+    await client.aclose()
+
+    assert_fates(enrolments, decided, letter)
+    assert dict(fates) == {**dict(zip(sent, decided, strict=True)), refused: letter}
