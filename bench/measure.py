@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis
 
@@ -141,6 +142,8 @@ class Latency:
     decision_ms: list[int]
     message_ms: list[int]
     rss_mb: dict[str, float]
+    #: Per message, the notifier's share: message entry time - decision entry time.
+    notifier_ms: list[int]
 
     def summary(self) -> dict[str, float | int]:
         def pct(values: list[int], q: float) -> float:
@@ -154,6 +157,7 @@ class Latency:
             "messages": len(self.message_ms),
             **{f"decision_p{q}_ms": pct(self.decision_ms, q) for q in (50, 95, 99)},
             **{f"message_p{q}_ms": pct(self.message_ms, q) for q in (50, 95, 99)},
+            **{f"notifier_p{q}_ms": pct(self.notifier_ms, q) for q in (50, 99)},
         }
 
 
@@ -165,15 +169,20 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def latency(url: str, rate: int, seconds: float, gatekeepers: int) -> Latency:
+def latency(
+    url: str, rate: int, seconds: float, gatekeepers: int, py_spy_to: Path | None = None
+) -> Latency:
     """Publish at a fixed rate (half enrolments, which each get a welcome message,
     half sessions of enrolled clients), then match each decision and message to its
     inbound entry. Latencies use Redis stream ids, i.e. the server's clock on both
-    ends, with millisecond resolution."""
+    ends, with millisecond resolution. `py_spy_to`: a directory; each service
+    process is sampled by py-spy while the events are published (<service>-<n>.txt,
+    collapsed stacks)."""
     client = connect(url)
     client.flushall()
     with services(url, gatekeepers, 1) as pids:
         time.sleep(3)  # start-up is not what is measured
+        spies = _py_spy(pids, seconds, py_spy_to) if py_spy_to is not None else []
         published: dict[str, int] = {}
         per_tick = rate / 100  # owed per 10 ms tick
         stream = events(clients=int(rate * seconds), days=1, seed=rate)
@@ -204,21 +213,45 @@ def latency(url: str, rate: int, seconds: float, gatekeepers: int) -> Latency:
                 break
             time.sleep(0.1)
         rss = {service: max(rss_mb(pid) for pid in ids) for service, ids in pids.items()}
+        for spy in spies:
+            spy.wait(timeout=seconds + 30)
     decided: dict[str, int] = {}
+    decided_at: dict[str, int] = {}
     decision_ms = []
     for entry_id, fields in (e for p in partitions() for e in client.xrange(evaluated_stream(p))):
         decision = json.loads(fields[b"event"])
         cause = decision["cause_event_id"]
         if cause in published:
             decided[decision["decision_id"]] = published[cause]
+            decided_at[decision["decision_id"]] = _ms(entry_id)
             decision_ms.append(_ms(entry_id) - published[cause])
-    message_ms = [
-        _ms(entry_id) - decided[json.loads(fields[b"message"])["decision_id"]]
+    sent_at = {
+        json.loads(fields[b"message"])["decision_id"]: _ms(entry_id)
         for p in partitions()
         for entry_id, fields in client.xrange(client_messages_stream(p))
-        if json.loads(fields[b"message"])["decision_id"] in decided
+    }
+    message_ms = [at - decided[d] for d, at in sent_at.items() if d in decided]
+    notifier_ms = [at - decided_at[d] for d, at in sent_at.items() if d in decided_at]
+    return Latency(rate, decision_ms, message_ms, rss, notifier_ms)
+
+
+def _py_spy(
+    pids: dict[str, list[int]], seconds: float, out: Path
+) -> list[subprocess.Popen[bytes]]:
+    """py-spy sampling every service process for `seconds`, without pausing it."""
+    out.mkdir(parents=True, exist_ok=True)
+    py_spy = str(Path(sys.executable).with_name("py-spy"))
+    record = ["record", "--duration", str(int(seconds)), "--rate", "200", "--nonblocking",
+              "--format", "raw"]  # fmt: skip
+    return [
+        subprocess.Popen(
+            [py_spy, *record, "--pid", str(pid), "--output", str(out / f"{service}-{n}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for service, ids in pids.items()
+        for n, pid in enumerate(ids)
     ]
-    return Latency(rate, decision_ms, message_ms, rss)
 
 
 def storage(url: str, clients: int, days: int) -> dict[str, float]:

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
+import tempfile
 import time
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from pyinstrument import Profiler
 from pyinstrument.frame import Frame
 from redis.asyncio import Redis
 
+from bench import measure
 from bench.workload import events
 from rehabgate.services.common.redis_server import EmbeddedRedis
 from rehabgate.services.gatekeeper.domain import Protocol
@@ -36,6 +40,7 @@ from rehabgate.services.gatekeeper.protocol_files import load_protocols
 from rehabgate.services.gatekeeper.store import RedisClientStore
 
 OUT = Path(__file__).parent / "results" / "profile-gatekeeper.txt"
+LATENCY_OUT = Path(__file__).parent / "results" / "profile-latency.txt"
 BATCH = 100
 
 #: The steps of one event (file and function in the call tree) and what would cut each.
@@ -121,6 +126,65 @@ def profile_gatekeeper(clients: int) -> Path:
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text("\n".join(lines))
     return OUT
+
+
+#: Functions per list in the per-process summaries.
+TOP = 25
+#: A frame's line number: one function is one row, whichever line was sampled.
+_LINE_NUMBER = re.compile(r":\d+\)$")
+#: Frames every sample of a service passes through (its entry point and the event
+#: loop's own), left out of the inclusive list.
+_RUNNER_FRAMES = ("<frozen runpy>", "asyncio/runners.py", "asyncio/base_events.py",
+                  "asyncio/events.py", "services/cli/main.py")  # fmt: skip
+
+
+def collapsed_top(raw: str, top: int = TOP) -> list[str]:
+    """py-spy's collapsed stacks (`frame;frame;... count` lines) as two top lists:
+    functions by own samples (the innermost frame) and by samples anywhere on the
+    stack, each with its share of the samples."""
+    own: Counter[str] = Counter()
+    anywhere: Counter[str] = Counter()
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [_LINE_NUMBER.sub(")", frame) for frame in stack.split(";")]
+        total += int(count)
+        own[frames[-1]] += int(count)
+        for frame in set(frames):
+            if not any(part in frame for part in _RUNNER_FRAMES):
+                anywhere[frame] += int(count)
+    if not total:
+        return ["  (no samples)"]
+    lines = [f"  {total} samples; by own time:"]
+    lines += [f"  {n / total:6.1%}  {frame}" for frame, n in own.most_common(top)]
+    lines += ["  by time anywhere on the stack:"]
+    lines += [f"  {n / total:6.1%}  {frame}" for frame, n in anywhere.most_common(top)]
+    return lines
+
+
+def profile_latency(url: str, rate: int, seconds: float, gatekeepers: int) -> Path:
+    """A latency run at `rate` with every service process sampled by py-spy: where a
+    message's time goes (gatekeeper, then notifier, from the summary's split) and
+    what each process spends its time on. Writes LATENCY_OUT; returns its path."""
+    with tempfile.TemporaryDirectory() as spied:
+        run = measure.latency(url, rate, seconds, gatekeepers, py_spy_to=Path(spied))
+        summary = run.summary()
+        lines = [
+            "End-to-end latency under py-spy (bench/profile.py; py-spy 200 Hz, nonblocking)",
+            f"{rate} events/s for {seconds:g} s, {gatekeepers} gatekeepers, 1 notifier: "
+            f"message p50 {summary['message_p50_ms']} ms, p99 {summary['message_p99_ms']} ms "
+            f"= decision p99 {summary['decision_p99_ms']} ms (publish -> evaluated) + "
+            f"notifier p99 {summary['notifier_p99_ms']} ms (evaluated -> message).",
+            "The sampler costs CPU on a 2-core machine: these latencies are higher than "
+            "an unsampled run's.",
+        ]
+        for name in sorted(os.listdir(spied)):
+            lines += ["", f"== {name.removesuffix('.txt')} ==", *collapsed_top(
+                (Path(spied) / name).read_text())]  # fmt: skip
+    LATENCY_OUT.write_text("\n".join(lines) + "\n")
+    return LATENCY_OUT
 
 
 if __name__ == "__main__":
