@@ -207,24 +207,24 @@ async def _round(
     commits: list[tuple[Entry, InboundEvent, Commit, str | None]] = []
     for entry, event in pending:
         snap = snapshots[event.client_id]
-        if (denied := check_owner(snap.owner, event.clinic_id, _ids(event))) is not None:
+        ids = _ids(event)
+        event_id = ids["event_id"]
+        if (denied := check_owner(snap.owner, event.clinic_id, ids)) is not None:
             letters.append(refused(entry, source, denied, entry.fields[b"event"]))
             continue
-        if str(event.event_id) in snap.processed:
+        if event_id in snap.processed:
             fates[entry.entry_id] = "duplicate"
             continue
         if isinstance(event, ClientContactUpdated):
             contact = event.model_dump_json(
                 include={"channel", "address", "locale", "quiet_hours"}
             )
-            result = await store.store_contact(
-                event.client_id, event.clinic_id, str(event.event_id), contact
-            )
+            result = await store.store_contact(event.client_id, event.clinic_id, event_id, contact)
             if result == "foreign":  # another clinic took the client meanwhile
                 letters.append(_foreign(entry, source, event))
                 continue
             fates[entry.entry_id] = "duplicate" if result == "duplicate" else "applied"
-            snap.processed.add(str(event.event_id))
+            snap.processed.add(event_id)
             snap.owner = snap.owner or event.clinic_id
             continue
         if (
@@ -250,14 +250,14 @@ async def _round(
         except Rejected as refusal:
             letters.append(DeadLetter(entry.entry_id, refusal.reason, entry.fields[b"event"]))
             continue
-        commit = _commit_for(snap, event, decision, entry.trace)
+        commit = _commit_for(snap, event, event_id, decision, entry.trace)
         outcome = decision.evaluation.outcome if decision.evaluation else None
         commits.append((entry, event, commit, outcome))
         # Later events of this client in the same batch build on this one.
         snap.state = decision.state
         snap.version += 1
         snap.audit_head = commit.audit_hash
-        snap.processed.add(str(event.event_id))
+        snap.processed.add(event_id)
         snap.owner = snap.owner or event.clinic_id
 
     results = await store.commit([c for _, _, c, _ in commits])
@@ -298,7 +298,11 @@ def _decide(snap: Snapshot, event: InboundEvent, protocols: Mapping[str, Protoco
 
 
 def _commit_for(
-    snap: Snapshot, event: InboundEvent, decision: Decision, trace: Mapping[str, str]
+    snap: Snapshot,
+    event: InboundEvent,
+    event_id: str,
+    decision: Decision,
+    trace: Mapping[str, str],
 ) -> Commit:
     evaluation = decision.evaluation
     decision_json = evaluation.model_dump_json() if evaluation else None
@@ -315,7 +319,7 @@ def _commit_for(
     )
     return Commit(
         keys=snap.keys,
-        event_id=str(event.event_id),
+        event_id=event_id,
         expected_version=snap.version,
         previous_hash=snap.audit_head,
         state=decision.state,

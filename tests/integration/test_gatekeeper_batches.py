@@ -149,6 +149,39 @@ async def test_a_step_built_on_a_refused_step_is_refused_too(async_redis: aredis
     assert await async_redis.xlen(store.keys(client).audit) == 1
 
 
+async def test_steps_run_after_the_server_lost_its_scripts(async_redis: aredis.Redis) -> None:
+    """A restarted server has no scripts cached: the store loads them and runs the
+    batch instead of failing it."""
+    store = RedisClientStore(async_redis, partitions=1)
+    client = unique_client()
+    await process_batch(entries(enrolment(client)), store, PROTOCOLS)
+    await async_redis.script_flush()
+
+    report = await process_batch(entries(session(client, 0)), store, PROTOCOLS)
+
+    assert set(report.fates.values()) == {"applied"}
+    assert await async_redis.xlen(store.keys(client).audit) == 2
+
+
+async def test_an_error_reply_fails_the_call_and_the_connection_stays_in_step(
+    async_redis: aredis.Redis,
+) -> None:
+    """One script call of several answers an error: it is raised, after every reply was
+    read, so the next call on the same pooled connection gets its own replies."""
+    store = RedisClientStore(async_redis, partitions=2)
+    clients = [unique_client() for _ in range(40)]
+    bad = next(c for c in clients if store.keys(c).partition == 0)
+    enrolled, new = [c for c in clients if store.keys(c).partition == 1][:2]
+    await process_batch(entries(enrolment(enrolled)), store, PROTOCOLS)
+    await async_redis.set(store.keys(bad).state, "not a hash")
+
+    with pytest.raises(aredis.ResponseError, match="WRONGTYPE"):
+        await store.load({bad: ["-"], enrolled: ["-"]})  # the enrolled client's reply follows
+    snapshot = (await store.load({new: ["-"]}))[new]
+
+    assert (snapshot.version, snapshot.state) == (0, None)
+
+
 async def test_concurrent_batches_on_one_client_serialise_without_loss(
     async_redis: aredis.Redis, redis_url: str
 ) -> None:

@@ -404,14 +404,15 @@ def _evaluated(
 ) -> ProgressionEvaluated:
     index = protocol.stage_index(after.stage_id)
     stage = protocol.stages[index]
-    decision_id = uuid5(DECISION_NAMESPACE, str(cause.event_id))
+    cause_id = str(cause.event_id)
+    decision_id = uuid5(DECISION_NAMESPACE, cause_id)
     return ProgressionEvaluated(
         event_id=decision_id,
         decision_id=decision_id,
         occurred_at=cause.occurred_at,
         clinic_id=cause.clinic_id,
         client_id=cause.client_id,
-        correlation_id=cause.correlation_id or str(cause.event_id),
+        correlation_id=cause.correlation_id or cause_id,
         outcome=outcome,
         protocol=protocol.ref,
         from_stage=from_stage,
