@@ -120,11 +120,18 @@ def wait_drained(client: SyncRedisClient, total: int, timeout: float) -> tuple[f
     raise TimeoutError(f"gatekeeper did not drain {total} events in {timeout}s")
 
 
+def flush(client: SyncRedisClient) -> None:
+    """Empty the server before a measurement, synchronously: Valkey 8 frees a plain
+    FLUSHALL in the background (lazyfree-lazy-user-flush), which would compete with
+    the measurement for CPU and make a memory reading before it too high."""
+    client.execute_command("FLUSHALL", "SYNC")
+
+
 def gatekeeper_throughput(url: str, processes: int, clients: int, days: int) -> float:
     """Full processing rate of a pre-filled inbound stream, from the first read to
     the last ack (start-up excluded), with `processes` gatekeepers."""
     client = connect(url)
-    client.flushall()
+    flush(client)
     payloads = list(events(clients, days, seed=processes))
     fill(client, INBOUND, payloads)
     with services(url, processes, 0):
@@ -179,7 +186,7 @@ def latency(
     process is sampled by py-spy while the events are published (<service>-<n>.txt,
     collapsed stacks)."""
     client = connect(url)
-    client.flushall()
+    flush(client)
     with services(url, gatekeepers, 1) as pids:
         time.sleep(3)  # start-up is not what is measured
         spies = _py_spy(pids, seconds, py_spy_to) if py_spy_to is not None else []
@@ -257,7 +264,7 @@ def _py_spy(
 def storage(url: str, clients: int, days: int) -> dict[str, float]:
     """Redis memory per client, and audit bytes per session event, after a full run."""
     client = connect(url)
-    client.flushall()
+    flush(client)
     payloads = list(events(clients, days, seed=99))
     before = used_memory(client)
     fill(client, INBOUND, payloads)
