@@ -18,7 +18,12 @@ from rehabgate.services.common.keys import ClientKeys
 from rehabgate.services.common.settings import Settings
 from rehabgate.services.gatekeeper.audit.export import history_page, table_lines, to_csv
 from rehabgate.services.gatekeeper.audit.history import build_timeline
-from rehabgate.services.gatekeeper.audit.reading import ClientAudit, client_keys, read_client
+from rehabgate.services.gatekeeper.audit.reading import (
+    ClientAudit,
+    UnreadableClient,
+    client_keys,
+    read_client,
+)
 from rehabgate.services.gatekeeper.audit.verify import Verdict, verify_chain
 
 from .stack import URL_FILE
@@ -64,7 +69,12 @@ async def _verify(url: str, settings: Settings, client: str | None) -> int:
             keys = await client_keys(redis)
         broken = 0
         for key in keys:
-            audit = await read_client(redis, key)
+            try:
+                audit = await read_client(redis, key)
+            except UnreadableClient as unreadable:
+                print(f"BROKEN  {unreadable.client_id}: unreadable: {unreadable.reason}")
+                broken += 1
+                continue
             if not audit.exists:
                 print(f"audit verify: no client {key.client_id}")
                 return 2

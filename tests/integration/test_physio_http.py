@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+import redis
 
+from rehabgate.services.common.keys import ClientKeys
 from rehabgate.services.gatekeeper.audit.export import CSV_COLUMNS
 from rehabgate.services.gatekeeper.audit.reading import ClientAudit
 from tests.audit_histories import clinician_only, stored_history
@@ -111,6 +113,29 @@ def test_a_clinic_overview_lists_only_its_own_clients(clinics: Clinics) -> None:
     assert page.status == 200
     assert clinics.alice.client_id in page.text
     assert clinics.bob.client_id not in page.text
+
+
+def test_a_corrupt_client_hides_no_other_and_its_page_says_it_cannot_be_read(
+    clinics: Clinics, redis_url: str
+) -> None:
+    corrupt = ClientKeys.of(f"corrupt-{uuid.uuid4().hex[:8]}", partitions=1)
+    r = redis.Redis.from_url(redis_url)
+    r.set(corrupt.state, "not a hash")  # what no rehabgate version writes
+    try:
+        overview = request(f"{clinics.url}/physio/api/clients", token=clinics.token_a)
+        assert overview.status == 200
+        listed = {c["client_id"] for c in json.loads(overview.body)["clients"]}
+        assert {clinics.alice.client_id, clinics.carol.client_id} <= listed
+        assert {"level": "error", "event": "client_unreadable", "client_id":
+                corrupt.client_id, "reason": "a key of the wrong type"}.items() <= next(
+            line for line in clinics.log.lines if line["event"] == "client_unreadable"
+        ).items()  # fmt: skip
+
+        page = request(history_url(clinics, corrupt.client_id), token=clinics.token_a)
+        assert page.status == 500
+        assert "cannot be read: a key of the wrong type" in page.text
+    finally:  # the server is shared
+        r.delete(corrupt.state)
 
 
 def test_unknown_client_is_404_and_a_malformed_id_400(clinics: Clinics) -> None:

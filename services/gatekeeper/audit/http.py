@@ -37,7 +37,7 @@ from .access import COOKIE, ClinicAccess, presented_token
 from .export import MAX_PER_PAGE, history_page, to_csv
 from .history import Timeline, build_timeline
 from .overview import ClinicOverview, client_row, clinic_overview
-from .reading import ClientAudit, client_keys, read_client
+from .reading import ClientAudit, UnreadableClient, client_keys, read_client
 from .verify import Verdict, verify_chain
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
@@ -99,7 +99,12 @@ class PhysioReads:
         client = _param(request, "client")
         if client is None or not CLIENT_ID.match(client):
             raise Refused(400, "query parameter 'client' must be a client id")
-        audit = await read_client(self.redis, ClientKeys.of(client, self.partitions))
+        try:
+            audit = await read_client(self.redis, ClientKeys.of(client, self.partitions))
+        except UnreadableClient as unreadable:
+            raise Refused(
+                500, f"client {client}'s records cannot be read: {unreadable.reason}"
+            ) from None
         if audit.state is None:
             raise Refused(404, f"no client {client} in clinic {clinic}")
         if audit.state.clinic_id != clinic:
@@ -116,7 +121,12 @@ class PhysioReads:
     async def overview(self, clinic: str) -> ClinicOverview:
         rows = []
         for keys in await client_keys(self.redis):
-            audit = await read_client(self.redis, keys)
+            try:
+                audit = await read_client(self.redis, keys)
+            except UnreadableClient as unreadable:  # one corrupt client hides no other
+                self.log.error("client_unreadable", client_id=unreadable.client_id,
+                               reason=unreadable.reason)  # fmt: skip
+                continue
             if audit.state is None or audit.state.clinic_id != clinic:
                 continue
             timeline = build_timeline(audit.client_id, audit.entries)

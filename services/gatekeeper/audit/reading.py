@@ -9,8 +9,10 @@ The CLI runs these coroutines with `asyncio.run`, so there is one implementation
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
+
+from pydantic import ValidationError
+from redis.exceptions import ResponseError
 
 from rehabgate.schemas.streams import PREFIX
 from rehabgate.services.common.connections import RedisClient
@@ -44,11 +46,30 @@ class ClientAudit:
         return self.state is not None or bool(self.entries)
 
 
+class UnreadableClient(Exception):
+    """A client whose keys hold what no rehabgate version writes (a key of another
+    type, a state that is not a state): corruption, for an operator to look at.
+    Readers report it for that client and go on with the others."""
+
+    def __init__(self, client_id: str, reason: str) -> None:
+        super().__init__(f"client {client_id}: {reason}")
+        self.client_id, self.reason = client_id, reason
+
+
 async def read_client(redis: RedisClient, keys: ClientKeys) -> ClientAudit:
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.hmget(keys.state, ["state", "version", "audit_head"])
-        pipe.xrange(keys.audit)
-        (raw_state, version, head), rows = await pipe.execute()
+    try:
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(keys.state, ["state", "version", "audit_head"])
+            pipe.xrange(keys.audit)
+            (raw_state, version, head), rows = await pipe.execute()
+    except ResponseError as exc:
+        if "WRONGTYPE" not in str(exc):
+            raise
+        raise UnreadableClient(keys.client_id, "a key of the wrong type") from None
+    try:
+        state = ClientState.model_validate_json(raw_state) if raw_state else None
+    except ValidationError:
+        raise UnreadableClient(keys.client_id, "a state that does not validate") from None
     entries = tuple(
         StoredEntry(
             entry_id.decode(),
@@ -57,7 +78,6 @@ async def read_client(redis: RedisClient, keys: ClientKeys) -> ClientAudit:
         )
         for entry_id, fields in rows
     )
-    state = ClientState.model_validate_json(raw_state) if raw_state else None
     present = raw_state is not None or version is not None or head is not None
     return ClientAudit(
         keys=keys,
@@ -67,10 +87,6 @@ async def read_client(redis: RedisClient, keys: ClientKeys) -> ClientAudit:
         else Head(None, 0),
         entries=entries,
     )
-
-
-async def read_clients(redis: RedisClient, keys: Sequence[ClientKeys]) -> list[ClientAudit]:
-    return [await read_client(redis, k) for k in keys]
 
 
 async def client_keys(redis: RedisClient) -> list[ClientKeys]:
