@@ -4,16 +4,32 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck up clean bench faults
+.PHONY: install lock canary demo test lint typecheck up clean bench faults
 
-$(STAMP): pyproject.toml
+# Installs come from requirements-dev.lock (every package pinned with its hashes;
+# `make lock` refreshes it and requirements.lock, the runtime-only lock the
+# container image installs). pyproject.toml keeps the ranges for library users.
+$(STAMP): pyproject.toml requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "rehabgate needs Python >= 3.11 (set PYTHON=...)")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve both locks to the newest versions pyproject.toml's ranges allow.
+# setuptools is locked too: the project is built without build isolation.
+UV_COMPILE := $(BIN)/uv pip compile --quiet --upgrade --generate-hashes --universal --python-version 3.11
+lock: $(STAMP)
+	printf 'setuptools>=77\n' | $(UV_COMPILE) pyproject.toml - -o requirements.lock
+	printf 'setuptools>=77\n' | $(UV_COMPILE) pyproject.toml - --extra dev -c requirements.lock -o requirements-dev.lock
+
+# The drift canary: the newest versions the ranges allow, in .venv-canary, against
+# the integration and cluster tests; on failure it names what moved past the lock.
+canary:
+	PYTHON=$(PYTHON) bash ops/canary.sh
 
 demo: $(STAMP)
 	$(BIN)/rehabgate demo
@@ -46,4 +62,4 @@ up: $(STAMP)
 	$(BIN)/rehabgate up
 
 clean:
-	rm -rf $(VENV) .rehabgate build *.egg-info
+	rm -rf $(VENV) .venv-canary .rehabgate build *.egg-info
