@@ -8,29 +8,28 @@ script, a MULTI/EXEC) touches one partition's keys, which share a hash tag and s
 one slot (schemas/streams.py); pipelines without a transaction may span slots,
 and the cluster client splits them per node.
 
-One gap of redis-py's cluster pipeline is closed here: it refuses EVALSHA, and
-it does not load a script a node lacks (a standalone pipeline does both), while
-the stores run their Lua steps in pipelines. `ClusterClient` remembers the
-scripts registered on it and loads them into every primary before the first
-pipeline that may use them; after a NOSCRIPT (a node restarted or failed over
-and lost its script cache) it loads them again before the next one. The failed
-pipeline raises like any Redis error: the batch stays pending and is redelivered,
-and the steps are idempotent.
+Lua steps on a cluster: redis-py's cluster pipeline does not run scripts (it
+refuses EVALSHA and never loads a script a node lacks), and how it queues
+commands has changed between releases (8.2 broke a subclass that relied on it).
+So nothing here touches pipeline internals: `ClusterClient` remembers the URL and
+options it was built from and hands out one plain client per node
+(`node_client`), through which the gatekeeper's store packs its script calls per
+node (gatekeeper/store.py). Which node owns a key comes from the public
+`get_node_from_key`; a reply that says the slot moved (MOVED, ASK) is redone
+through the cluster client, which follows redirects and refreshes its slot map.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.cluster
 from faststream.redis import RedisBroker, RedisClusterBroker
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import ClusterPipeline, RedisCluster
-from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
-from redis.typing import EncodableT, KeyT, ScriptTextT
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 
 from .settings import Settings
 
@@ -43,58 +42,43 @@ RedisPipeline: TypeAlias = Pipeline | ClusterPipeline
 
 
 class ClusterClient(RedisCluster):
-    """A RedisCluster whose pipelines can run registered Lua scripts (see above)."""
+    """A RedisCluster that can hand out a plain client for each of its nodes."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.scripts: dict[str, ScriptTextT] = {}
-        self.scripts_loaded = False
+    url: str
+    options: dict[str, Any]
+    node_clients: dict[str, Redis]
 
-    def register_script(self, script: ScriptTextT) -> AsyncScript:  # type: ignore[override]
-        # (redis-py types the sync ScriptCommands' Script here; the async one is right)
-        registered = super().register_script(script)
-        self.scripts[registered.sha] = script
-        self.scripts_loaded = False
-        return registered
+    @classmethod
+    def connect(cls, url: str, **options: Any) -> ClusterClient:
+        client = cast(ClusterClient, cls.from_url(url, **options))
+        client.url, client.options, client.node_clients = url, options, {}
+        return client
 
-    def pipeline(
-        self, transaction: Any | None = None, shard_hint: Any | None = None
-    ) -> ClusterPipeline:
-        if shard_hint:
-            raise redis.RedisClusterException("shard_hint is not supported on a cluster")
-        # mypy sees an attribute declared by redis-py's command protocols as abstract;
-        # the pipeline never reads it.
-        return ScriptPipeline(self, transaction)  # type: ignore[abstract]
+    def node_client(self, node: ClusterNode) -> Redis:
+        """A plain client of `node` (the same credentials, TLS and options), kept for
+        reuse; closed with the cluster client."""
+        client = self.node_clients.get(node.name)
+        if client is None:
+            client = Redis.from_url(
+                _with_host(self.url, node.host, int(node.port)), **self.options
+            )
+            self.node_clients[node.name] = client
+        return client
 
-    async def load_scripts(self) -> None:
-        """SCRIPT LOAD of every registered script, into every primary (once)."""
-        if not self.scripts_loaded:
-            for script in self.scripts.values():
-                await self.script_load(script)
-            self.scripts_loaded = True
+    async def aclose(self) -> None:
+        for client in self.node_clients.values():
+            await client.aclose()
+        self.node_clients.clear()
+        await super().aclose()
 
 
-class ScriptPipeline(ClusterPipeline):
-    """A cluster pipeline that accepts EVALSHA and first makes sure the scripts exist."""
-
-    cluster_client: ClusterClient
-
-    async def evalsha(
-        self, sha: str, numkeys: int, *keys_and_args: KeyT | EncodableT
-    ) -> ClusterPipeline:
-        """Queued like any command. A coroutine because AsyncScript awaits it, and
-        awaiting a cluster pipeline itself would empty its queue."""
-        return self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
-
-    async def execute(
-        self, raise_on_error: bool = True, allow_redirections: bool = True
-    ) -> list[Any]:
-        await self.cluster_client.load_scripts()
-        try:
-            return await super().execute(raise_on_error, allow_redirections)
-        except NoScriptError:
-            self.cluster_client.scripts_loaded = False
-            raise
+def _with_host(url: str, host: str, port: int) -> str:
+    """`url` pointing at host:port instead (its scheme, credentials, path and query kept)."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    netloc = f"{userinfo}@{hostport}" if userinfo else hostport
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def redis_client(settings: Settings, **options: Any) -> RedisClient:
@@ -105,7 +89,7 @@ def redis_client(settings: Settings, **options: Any) -> RedisClient:
 def async_client(url: str, cluster: bool, **options: Any) -> RedisClient:
     """An async client for `url`; `cluster`: it names a node of a Redis Cluster."""
     if cluster:
-        return ClusterClient.from_url(url, **options)
+        return ClusterClient.connect(url, **options)
     return Redis.from_url(url, **options)
 
 

@@ -8,6 +8,7 @@ per-event atomicity holds while the batch stays fast.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections import defaultdict
@@ -21,12 +22,12 @@ import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 from redis.typing import EncodableT, FieldT
 
 from rehabgate.schemas.inbound import INBOUND_ADAPTER, ClientContactUpdated, ClientEnrolled
 from rehabgate.schemas.streams import INBOUND, INBOUND_DEAD_LETTER, SECURITY_EVENTS
-from rehabgate.services.common.connections import RedisClient
+from rehabgate.services.common.connections import ClusterClient, RedisClient
 from rehabgate.services.common.keys import ClientKeys
 
 from .audit.codec import decode_entry, encode_entry
@@ -180,48 +181,60 @@ class RedisClientStore:
     async def _run(
         self, script: AsyncScript, calls: Sequence[tuple[Sequence[str], Sequence[ScriptArg]]]
     ) -> list[Any]:
-        """Run `script` once per (keys, args) call, in order, in one round trip; its
-        replies in the same order.
+        """Run `script` once per (keys, args) call, in order, in one round trip per
+        server; its replies in the same order.
 
-        On one server the calls are packed by hiredis (C) and written straight to a
-        pooled connection: redis-py's async pipeline packs every argument in Python,
-        checks SCRIPT EXISTS in an extra round trip and wraps every reply in several
-        coroutines: a seventh of the gatekeeper's CPU time per event. A cluster's
-        pipeline splits the calls per node instead, and loads the scripts into each
-        node (connections.py), so there they go through redis-py."""
-        if not isinstance(self.redis, Redis):
-            pipe = self.redis.pipeline(transaction=False)
-            for keys, args in calls:
-                await script(keys=keys, args=args, client=pipe)  # type: ignore[arg-type]
-            replies: list[Any] = await pipe.execute()
-            return replies
-        packed = [
-            # (hiredis's stub types the command as a tuple of one item)
-            hiredis.pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))  # type: ignore[arg-type]
-            for keys, args in calls
-        ]
-        pool = self.redis.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            # A lost connection: all are sent again (redis-py's retry policy), as every
-            # step is idempotent (an applied one answers 'duplicate').
-            replies = await connection.retry.call_with_retry(
-                lambda: _exchange(connection, packed), lambda _: connection.disconnect()
-            )
-            if all(isinstance(r, NoScriptError) for r in replies):
-                # The server lost its script cache (a restart): nothing ran; load it, redo.
-                await self.redis.script_load(script.script)
-                replies = await _exchange(connection, packed)
-        except BaseException:
-            # Cancelled or failed mid-exchange: replies may be left unread on it, so
-            # it must not serve the next caller as it is.
-            await connection.disconnect()
-            raise
-        finally:
-            await pool.release(connection)
+        The calls are packed by hiredis (C) and written straight to a pooled
+        connection: redis-py's async pipeline packs every argument in Python, checks
+        SCRIPT EXISTS in an extra round trip and wraps every reply in several
+        coroutines: a seventh of the gatekeeper's CPU time per event. On a cluster
+        the calls are grouped by the node that owns their keys (every call's keys
+        share one slot) and each group is packed the same way, through a plain
+        client of that node (connections.py); the groups run concurrently, and the
+        calls of one client stay in order on one connection."""
+        if isinstance(self.redis, Redis):
+            replies = await _run_packed(self.redis, script, calls)
+        elif isinstance(self.redis, ClusterClient):
+            replies = await self._run_on_nodes(self.redis, script, calls)
+        else:  # a cluster client built elsewhere: one call at a time, in order
+            replies = [await script(keys=k, args=a, client=self.redis) for k, a in calls]
         for reply in replies:
             if isinstance(reply, ResponseError):
                 raise reply  # the batch stays pending; the steps are idempotent
+        return replies
+
+    async def _run_on_nodes(
+        self,
+        cluster: ClusterClient,
+        script: AsyncScript,
+        calls: Sequence[tuple[Sequence[str], Sequence[ScriptArg]]],
+    ) -> list[Any]:
+        by_node: dict[str, list[int]] = defaultdict(list)
+        nodes = {}
+        for i, (keys, _) in enumerate(calls):
+            node = cluster.get_node_from_key(keys[0])
+            if node is None:  # pragma: no cover - only asked for replicas
+                raise RedisClusterException(f"no node serves the slot of {keys[0]}")
+            by_node[node.name].append(i)
+            nodes[node.name] = node
+        groups = await asyncio.gather(
+            *(
+                _run_packed(cluster.node_client(nodes[name]), script, [calls[i] for i in idx])
+                for name, idx in by_node.items()
+            )
+        )
+        replies: list[Any] = [None] * len(calls)
+        for idx, group in zip(by_node.values(), groups, strict=True):
+            for i, reply in zip(idx, group, strict=True):
+                replies[i] = reply
+        for i, reply in enumerate(replies):
+            if isinstance(reply, ResponseError) and str(reply).startswith(_REDIRECTS):
+                # The slot moved (resharding, failover): the cluster client follows
+                # the redirect and refreshes its slot map for the next batch. Redone
+                # in order; a step of a client built on a missed one answers
+                # 'conflict' (its version check) and is decided again.
+                keys, args = calls[i]
+                replies[i] = await script(keys=keys, args=args, client=cluster)
         return replies
 
     async def load_log(self, client_id: str) -> tuple[ProgressEvent, ...]:
@@ -265,6 +278,42 @@ class RedisClientStore:
                 },
             )
         await pipe.execute()
+
+
+#: Error replies that mean "this node does not serve that slot (now)".
+_REDIRECTS = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
+
+
+async def _run_packed(
+    server: Redis, script: AsyncScript, calls: Sequence[tuple[Sequence[str], Sequence[ScriptArg]]]
+) -> list[Any]:
+    """Every call as one pre-packed EVALSHA on one pooled connection of `server`;
+    the replies in order, an error reply in its call's place."""
+    packed = [
+        # (hiredis's stub types the command as a tuple of one item)
+        hiredis.pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))  # type: ignore[arg-type]
+        for keys, args in calls
+    ]
+    pool = server.connection_pool
+    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        # A lost connection: all are sent again (redis-py's retry policy), as every
+        # step is idempotent (an applied one answers 'duplicate').
+        replies: list[Any] = await connection.retry.call_with_retry(
+            lambda: _exchange(connection, packed), lambda _: connection.disconnect()
+        )
+        if replies and all(isinstance(r, NoScriptError) for r in replies):
+            # The server lost its script cache (a restart): nothing ran; load it, redo.
+            await server.script_load(script.script)
+            replies = await _exchange(connection, packed)
+    except BaseException:
+        # Cancelled or failed mid-exchange: replies may be left unread on it, so
+        # it must not serve the next caller as it is.
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)
+    return replies
 
 
 async def _exchange(connection: AbstractConnection, packed: list[bytes]) -> list[Any]:
