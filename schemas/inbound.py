@@ -67,6 +67,13 @@ class SessionLogged(Envelope):
         max_length=32,
         description="Yes/no clinical observations, e.g. limp, giving_way, h_test_insecurity.",
     )
+    phase: Slug | None = Field(
+        default=None,
+        description=(
+            "Which phase of the stage this session ran (the protocol's phase id, e.g. "
+            "walk-run-1); protocols that count sessions per phase need it."
+        ),
+    )
 
 
 class CheckinLogged(Envelope):
