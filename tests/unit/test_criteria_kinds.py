@@ -202,7 +202,7 @@ def test_observation_absent_over_the_last_sessions(
 
 @pytest.mark.parametrize(
     ("observations", "status"),
-    [({"giving_way": True}, "failed"), ({"giving_way": False}, "passed"), ({}, "passed")],
+    [({"giving_way": True}, "failed"), ({"giving_way": False}, "passed"), ({}, "unknown")],
 )
 def test_observation_reported_rule(observations: dict[str, bool], status: str) -> None:
     rule = ObservationReported(id="gw", source=SRC, observation="giving_way", label="giving way")

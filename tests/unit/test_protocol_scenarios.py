@@ -142,7 +142,11 @@ def assert_triggered(decision: ProgressionEvaluated, rule_id: str, role: str) ->
 def assert_waiting_for_checkin(decision: ProgressionEvaluated, stage: str, check: str) -> None:
     """Held at `stage` with every exit criterion met except the 24-hour response."""
     assert (decision.outcome, decision.to_stage) == ("held", stage)
-    not_passed = {c.id: c.status for c in decision.criteria if c.status != "passed"}
+    # A yes/no safety question the session did not answer is unknown (never "no"),
+    # and triggers nothing; only the exit criteria decide the hold.
+    not_passed = {
+        c.id: c.status for c in decision.criteria if c.status != "passed" and c.role == "exit"
+    }
     assert not_passed == {check: "unknown"}
     assert criterion(decision, check, "exit").explanation == WAITING
     assert "waiting for tomorrow's check-in" in decision.summary

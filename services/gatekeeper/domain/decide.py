@@ -324,6 +324,9 @@ def _clinician(protocol: Protocol, state: ClientState, action: ClinicianAction) 
     stage = _stage(protocol, state)
     exits = _exit_results(stage, state, action.occurred_at)
     if action.action == "approve":
+        # What the approval releases: it counts (where the protocol says so) only if
+        # every other exit criterion had passed when it was given.
+        others = [r for r in exits if r.kind != "clinician_approval"]
         approved = state.model_copy(
             update={
                 "status": "active",
@@ -333,6 +336,8 @@ def _clinician(protocol: Protocol, state: ClientState, action: ClinicianAction) 
                         stage_id=state.stage_id,
                         occurred_at=action.occurred_at,
                         clinician_id=action.clinician_id,
+                        others_passed=all(r.status == "passed" for r in others),
+                        others_pending=tuple(r.id for r in others if r.status != "passed"),
                     ),
                 ),
             }
@@ -349,6 +354,8 @@ def _clinician(protocol: Protocol, state: ClientState, action: ClinicianAction) 
         )
     if action.action == "advance_override":
         active = state.model_copy(update={"status": "active"})
+        if action.target_stage is not None:
+            return _override_to(protocol, active, action, exits, action.target_stage)
         return _advance(protocol, active, action, exits, "advanced by clinician override", action)
     index = protocol.stage_index(state.stage_id)
     target = action.target_stage or (protocol.stages[index - 1].id if index > 0 else None)
@@ -374,6 +381,42 @@ def _clinician(protocol: Protocol, state: ClientState, action: ClinicianAction) 
             action,
         ),
     )
+
+
+def _override_to(
+    protocol: Protocol,
+    state: ClientState,
+    action: ClinicianAction,
+    exits: tuple[CriterionResult, ...],
+    target: str,
+) -> Decision:
+    """advance_override with a target: move to that later stage, or refuse with why."""
+    index = protocol.stage_index(state.stage_id)
+    try:
+        target_index = protocol.stage_index(target)
+    except KeyError:
+        raise Rejected(
+            f"advance_override refused: protocol {protocol.ref} has no stage {target!r}"
+        ) from None
+    if target_index <= index:
+        which = "the current stage" if target_index == index else "an earlier stage"
+        raise Rejected(
+            f"advance_override refused: target {target!r} is {which} "
+            f"(use regress to go back, hold to stay)"
+        )
+    if target_index == index + 1:
+        return _advance(protocol, state, action, exits, "advanced by clinician override", action)
+    moved = _enter(state, target, action.occurred_at)
+    skipped = ", ".join(s.name for s in protocol.stages[index + 1 : target_index])
+    return Decision(
+        moved,
+        _evaluated(
+            protocol, action, moved, "unlocked", state.stage_id, exits,
+            f"advanced by clinician override to {protocol.stages[target_index].name}, "
+            f"skipping {skipped}",
+            action,
+        ),
+    )  # fmt: skip
 
 
 def _stage(protocol: Protocol, state: ClientState) -> Stage:

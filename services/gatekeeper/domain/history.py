@@ -46,6 +46,19 @@ class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class SetRecord(Record):
+    """One logged set, as the criteria that check it against the prescription read it."""
+
+    reps: int | None = None
+    duration_s: float | None = None
+    rpe: float | None = None
+
+
+class ExerciseRecord(Record):
+    exercise_id: str
+    sets: tuple[SetRecord, ...] = ()
+
+
 class SessionRecord(Record):
     session_id: str
     event_id: str
@@ -59,6 +72,10 @@ class SessionRecord(Record):
     observations: dict[str, bool] = {}
     volume: float = 0.0
     last_set_rpe: float | None = None
+    #: The sets as logged (empty for records stored before they were kept) and the
+    #: phase the client said the session ran, if any.
+    exercises: tuple[ExerciseRecord, ...] = ()
+    phase: str | None = None
 
     @classmethod
     def of(cls, event: SessionLogged, stage_id: str) -> SessionRecord:
@@ -83,6 +100,16 @@ class SessionRecord(Record):
             observations=dict(event.observations),
             volume=volume,
             last_set_rpe=max(last_rpes) if last_rpes else None,
+            exercises=tuple(
+                ExerciseRecord(
+                    exercise_id=e.exercise_id,
+                    sets=tuple(
+                        SetRecord(reps=s.reps, duration_s=s.duration_s, rpe=s.rpe) for s in e.sets
+                    ),
+                )
+                for e in event.exercises
+            ),
+            phase=event.phase,
         )
 
 
@@ -105,9 +132,14 @@ class CheckinRecord(Record):
 
 
 class ApprovalRecord(Record):
+    """A clinician's approval at a stage. `others_passed`: whether every other exit
+    criterion of the stage had passed when it was given (None: not recorded)."""
+
     stage_id: str
     occurred_at: AwareDatetime
     clinician_id: str
+    others_passed: bool | None = None
+    others_pending: tuple[str, ...] = ()
 
 
 class ClientState(Record):

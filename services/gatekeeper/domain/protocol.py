@@ -7,13 +7,13 @@ Schema) and refuses a file whose thresholds do not name a source.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rehabgate.schemas.outbound import Prescription
 
-from .criteria import ExitCriterion, Slug, Trigger
+from .criteria import ExitCriterion, PrescriptionAware, Slug, Trigger
 
 CLINIC_DEFAULT = "clinic default"
 
@@ -42,6 +42,28 @@ class Stage(_Model):
     prescription: Prescription
     exit_criteria: Annotated[tuple[ExitCriterion, ...], Field(min_length=1)]
     step_back: tuple[StepBackRule, ...] = ()
+
+    @model_validator(mode="after")
+    def _prescribed(self) -> Stage:
+        """Give the kinds that check sessions against the prescription this stage's
+        (set once, while the frozen stage is built)."""
+        exits = tuple(_prescribed(c, self.prescription) for c in self.exit_criteria)
+        rules = tuple(
+            r.model_copy(update={"when": _prescribed(r.when, self.prescription)})
+            for r in self.step_back
+        )
+        object.__setattr__(self, "exit_criteria", exits)
+        object.__setattr__(self, "step_back", rules)
+        return self
+
+
+_Criterion = TypeVar("_Criterion", ExitCriterion, Trigger)
+
+
+def _prescribed(criterion: _Criterion, prescription: Prescription) -> _Criterion:
+    if isinstance(criterion, PrescriptionAware):
+        return criterion.model_copy(update={"prescribed": prescription})
+    return criterion
 
 
 class Protocol(_Model):

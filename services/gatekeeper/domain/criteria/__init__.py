@@ -17,7 +17,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from .base import Kind, Pain, Role, Slug
+from .base import Kind, Pain, PrescriptionAware, Role, Slug
 from .measures import (
     ClinicianApproval,
     LimbSymmetryAtLeast,
@@ -31,7 +31,9 @@ from .progress import (
     AdherenceAtLeast,
     ConsecutiveSessions,
     DaysAtStage,
+    EachPhaseAtLeast,
     EffortAtMost,
+    RepsOverTarget,
     SessionsCompleted,
     VolumeChangeAtMost,
 )
@@ -41,6 +43,7 @@ from .rules import (
     ObservationReported,
     PainDuringAbove,
     SwellingReported,
+    TooHard,
     VolumeSpikeAbove,
 )
 
@@ -49,6 +52,8 @@ ExitCriterion = Annotated[
     | SessionsCompleted
     | AdherenceAtLeast
     | ConsecutiveSessions
+    | RepsOverTarget
+    | EachPhaseAtLeast
     | EffortAtMost
     | VolumeChangeAtMost
     | PainDuringMax
@@ -69,7 +74,8 @@ Trigger = Annotated[
     | MorningPainRising
     | SwellingReported
     | ObservationReported
-    | VolumeSpikeAbove,
+    | VolumeSpikeAbove
+    | TooHard,
     Field(discriminator="kind"),
 ]
 
@@ -78,6 +84,7 @@ __all__ = [
     "ClinicianApproval",
     "ConsecutiveSessions",
     "DaysAtStage",
+    "EachPhaseAtLeast",
     "EffortAtMost",
     "ExitCriterion",
     "Kind",
@@ -94,10 +101,13 @@ __all__ = [
     "Pain",
     "PainDuringAbove",
     "PainDuringMax",
+    "PrescriptionAware",
+    "RepsOverTarget",
     "Role",
     "SessionsCompleted",
     "Slug",
     "SwellingReported",
+    "TooHard",
     "Trigger",
     "VolumeChangeAtMost",
     "VolumeSpikeAbove",

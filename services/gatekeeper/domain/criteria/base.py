@@ -6,8 +6,9 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
-from rehabgate.schemas.outbound import CriterionResult, CriterionStatus, Observed
+from rehabgate.schemas.outbound import CriterionResult, CriterionStatus, Observed, Prescription
 from rehabgate.services.gatekeeper.domain.history import CheckinRecord, ClientState, SessionRecord
 
 Role = Literal["exit", "step_back", "safety"]
@@ -49,6 +50,18 @@ class Kind(BaseModel):
             client_text=client_text,
             source=self.source,
         )
+
+
+class PrescriptionAware(Kind):
+    """A kind that reads the stage's prescription (sets, reps, hold times). The protocol
+    fills `prescribed` from the stage when it loads; protocol files never write it."""
+
+    prescribed: SkipJsonSchema[Prescription | None] = Field(default=None, exclude=True)
+
+
+def day(at: datetime) -> str:
+    """A session's date as the client wrote it (its own offset): 'Mon 2 Nov'."""
+    return f"{at:%a} {at.day} {at:%b}"
 
 
 def verdict(ok: bool) -> CriterionStatus:

@@ -11,7 +11,7 @@ from pydantic import Field
 from rehabgate.schemas.outbound import CriterionResult
 from rehabgate.services.gatekeeper.domain.history import ClientState
 
-from .base import Kind, Slug, num, verdict
+from .base import Kind, Slug, day, num, verdict
 
 
 class MetricAtLeast(Kind):
@@ -33,7 +33,7 @@ class MetricAtLeast(Kind):
                 "unknown",
                 None,
                 self.min_value,
-                f"{self.metric} not measured at this stage yet",
+                f"{self.label} not measured at this stage yet",
                 client_text,
                 unit=self.unit,
                 window="latest measurement at this stage",
@@ -44,7 +44,7 @@ class MetricAtLeast(Kind):
             verdict(value >= self.min_value),
             value,
             self.min_value,
-            f"{self.metric} = {num(value)} {self.unit} (minimum {num(self.min_value)})",
+            f"{self.label}: {num(value)} {self.unit} (minimum {num(self.min_value)})",
             client_text,
             unit=self.unit,
             window="latest measurement at this stage",
@@ -52,19 +52,45 @@ class MetricAtLeast(Kind):
 
 
 class ClinicianApproval(Kind):
-    """A clinician has approved this gate (return-to-sport and similar)."""
+    """A clinician has approved this gate (return-to-sport and similar).
+
+    With `after_other_criteria`, an approval counts only when it was given after
+    every other exit criterion of the stage had passed, and only until a new session
+    or check-in arrives at the stage: a later result needs a new approval."""
 
     kind: Literal["clinician_approval"] = "clinician_approval"
+    after_other_criteria: bool = False
 
     def evaluate(self, state: ClientState, now: datetime) -> CriterionResult:
         approval = state.approved_at_stage()
+        client_text = "your physio's go-ahead"
+        if approval is None or approval.occurred_at > now:
+            return self._result(
+                "exit", "failed", None, "approval", "no clinician approval yet", client_text
+            )
+        given = f"approval by {approval.clinician_id} on {day(approval.occurred_at)}"
+        if self.after_other_criteria:
+            client_text = "your physio's go-ahead, once your other goals are met"
+            if approval.others_passed is not True:
+                pending = ", ".join(approval.others_pending) or "not recorded"
+                return self._result(
+                    "exit", "failed", approval.clinician_id, "approval",
+                    f"{given} does not count: it was given before the other exit criteria "
+                    f"had passed (then not met: {pending}); a new approval is needed",
+                    client_text,
+                )  # fmt: skip
+            logged = [s.occurred_at for s in state.sessions_at_stage()]
+            logged += [c.occurred_at for c in state.checkins_since(state.stage_entered_at)]
+            newer = [t for t in logged if approval.occurred_at < t <= now]
+            if newer:
+                return self._result(
+                    "exit", "failed", approval.clinician_id, "approval",
+                    f"{given} no longer counts: new results were logged after it "
+                    f"({day(max(newer))}); a new approval is needed",
+                    client_text,
+                )  # fmt: skip
         return self._result(
-            "exit",
-            verdict(approval is not None),
-            approval.clinician_id if approval else None,
-            "approval",
-            f"approved by {approval.clinician_id}" if approval else "no clinician approval yet",
-            "your physio's go-ahead",
+            "exit", "passed", approval.clinician_id, "approval", f"approved: {given}", client_text
         )
 
 
@@ -85,14 +111,15 @@ class MetricRatioAtLeast(Kind):
         if not both:
             return self._result(
                 "exit", "unknown", None, self.min_ratio,
-                f"{self.metric} and {self.per_metric} not both measured at this stage",
+                f"{self.label}: not both values measured at this stage",
                 client_text, unit="ratio",
             )  # fmt: skip
         latest = both[-1].metrics
         ratio = round(latest[self.metric] / latest[self.per_metric], 3)
         return self._result(
             "exit", verdict(ratio >= self.min_ratio), ratio, self.min_ratio,
-            f"{self.metric} / {self.per_metric} = {num(ratio)} (minimum {num(self.min_ratio)})",
+            f"{self.label}: {num(latest[self.metric])} / {num(latest[self.per_metric])} = "
+            f"{num(ratio)} (minimum {num(self.min_ratio)})",
             client_text, unit="ratio", window="latest measurement at this stage",
         )  # fmt: skip
 
@@ -136,19 +163,28 @@ class ObservationAbsent(Kind):
 
     def evaluate(self, state: ClientState, now: datetime) -> CriterionResult:
         window = f"last {self.last_sessions} sessions"
-        reported = [s for s in state.sessions_at_stage() if self.observation in s.observations]
+        sessions = state.sessions_at_stage()
+        reported = [s for s in sessions if self.observation in s.observations]
         recent = reported[-self.last_sessions :]
         if len(recent) < self.last_sessions:
             return self._result(
                 "exit", "unknown", None, False,
-                f"{self.observation} reported in {len(recent)} of {self.last_sessions} sessions",
-                f"no {self.label}", window=window,
+                f"{self.label}: answered in {len(recent)} of the {self.last_sessions} sessions "
+                f"needed; not reported yet in the rest",
+                f"no {self.label} (not reported yet)", window=window,
             )  # fmt: skip
-        present = any(s.observations[self.observation] for s in recent)
+        present = [s for s in recent if s.observations[self.observation]]
+        if present:
+            explanation = f"{self.label}: reported on " + ", ".join(
+                day(s.occurred_at) for s in present
+            )
+            client_text = f"no {self.label} (you reported it recently)"
+        else:
+            explanation = f"{self.label}: answered no in the {window}"
+            client_text = f"no {self.label}"
         return self._result(
-            "exit", verdict(not present), present, False,
-            f"{self.observation} {'reported' if present else 'absent'} in the {window}",
-            f"no {self.label}", window=window,
+            "exit", verdict(not present), bool(present), False, explanation, client_text,
+            window=window,
         )  # fmt: skip
 
 

@@ -60,9 +60,19 @@ class NextMorningResponse(Kind):
     max_pain: Pain
     not_above_previous_morning: bool = True
     within_hours: Annotated[int, Field(ge=6, le=72)] = 36
+    against: Literal["previous_morning", "stage_baseline"] = Field(
+        default="previous_morning",
+        description="stage_baseline: also not above the stage's baseline morning pain "
+        "(the lower of the last check-in before the stage and its first one), so a "
+        "flare that eases but has not settled does not pass.",
+    )
 
     def evaluate(self, state: ClientState, now: datetime) -> CriterionResult:
         client_text = f"next-morning pain at {self.max_pain}/10 or less and not worse than before"
+        if self.against == "stage_baseline":
+            client_text = (
+                f"next-morning pain at {self.max_pain}/10 or less and back to your usual level"
+            )
         sessions = state.sessions_at_stage()
         if not sessions:
             return self._result(
@@ -89,15 +99,40 @@ class NextMorningResponse(Kind):
                 window="morning after the latest session",
             )
         before = [c for c in state.checkins if c.occurred_at < after.occurred_at]
-        rising = (
+        previous = before[-1].morning_pain if before else None
+        baseline = self._baseline(state, after.occurred_at)
+        limit = f"limit {self.max_pain}/10"
+        rising = []
+        if (
             self.not_above_previous_morning
-            and bool(before)
-            and after.morning_pain > before[-1].morning_pain
-        )
+            and previous is not None
+            and after.morning_pain > previous
+        ):
+            rising.append(f"{previous}/10 the morning before")
+        if baseline is not None and after.morning_pain > baseline:
+            rising.append(f"your {baseline}/10 baseline at this stage")
+        if after.morning_pain > self.max_pain:
+            detail = (
+                f"next-morning pain {after.morning_pain}/10 is above the {self.max_pain}/10 limit"
+            )
+            if rising:
+                detail += ", and rising: above " + " and ".join(rising)
+        elif rising:
+            detail = (
+                f"next-morning pain rising: {after.morning_pain}/10 is above "
+                + " and ".join(rising)
+                + f" ({limit})"
+            )
+        else:
+            compared = []
+            if previous is not None and self.not_above_previous_morning:
+                compared.append(f"the morning before ({previous}/10)")
+            if baseline is not None:
+                compared.append(f"the stage baseline ({baseline}/10)")
+            detail = f"next-morning pain {after.morning_pain}/10 ({limit})"
+            if compared:
+                detail += ", not above " + " or ".join(compared)
         ok = after.morning_pain <= self.max_pain and not rising
-        detail = f"next-morning pain = {after.morning_pain}/10 (limit {self.max_pain}/10)"
-        if before:
-            detail += f", previous morning {before[-1].morning_pain}/10"
         return self._result(
             "exit",
             verdict(ok),
@@ -108,6 +143,18 @@ class NextMorningResponse(Kind):
             unit="NRS 0-10",
             window="morning after the latest session",
         )
+
+    def _baseline(self, state: ClientState, before: datetime) -> int | None:
+        """The stage's baseline morning pain (`against: stage_baseline`): the lower of
+        the last check-in before the stage began and the first one at the stage,
+        counting only check-ins before the one judged (clinic default)."""
+        if self.against != "stage_baseline":
+            return None
+        earlier = [c for c in state.checkins if c.occurred_at < before]
+        entry = [c for c in earlier if c.occurred_at < state.stage_entered_at][-1:]
+        first = [c for c in earlier if c.occurred_at >= state.stage_entered_at][:1]
+        candidates = [c.morning_pain for c in (*entry, *first)]
+        return min(candidates) if candidates else None
 
 
 class MorningTrendNotRising(Kind):
