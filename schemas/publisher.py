@@ -13,6 +13,13 @@ Per-clinic streams and signed events plug in through `stream=` and the `signer`
 hook (fields added to each entry): `Publisher(url, stream=clinic_inbound_stream(
 "clinic-a"), signer=signing.signer(key))`.
 
+An event that has no decision and no dead letter is not lost: it was recognised
+as a duplicate, applied without a decision (contact updates, discharges), deferred
+until its client's enrolment arrives, or not read yet. `Publisher.progress` says
+which of these an entry is in (from the gatekeeper's consumer group), and
+`Publisher.applied` which event ids were applied already (the gatekeeper's
+idempotency markers): `rehabgate publish` reports every fate with them.
+
 On a Redis Cluster (`Publisher(url, cluster=True)`, or a redis-py `RedisCluster`
 client) the streams a fate may appear on sit in different slots, and one XREAD may
 not span slots: there each stream gets its own XREAD (see `_Watch.reads`).
@@ -26,7 +33,7 @@ from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 from uuid import UUID
 
 import redis
@@ -39,11 +46,14 @@ from .outbound import ProgressionEvaluated
 from .signing import Signer
 from .streams import (
     EVENT_FIELD,
+    GATEKEEPER_GROUP,
     INBOUND,
     INBOUND_DEAD_LETTER,
+    PREFIX,
     TRACEPARENT,
     evaluated_stream,
     partition_of,
+    partition_tag,
 )
 
 __all__ = [
@@ -53,6 +63,7 @@ __all__ = [
     "EnvelopeOptions",
     "Events",
     "Fate",
+    "Progress",
     "Publisher",
     "Signer",
     "exercise",
@@ -74,6 +85,13 @@ class DeadLetterInfo:
 
 #: What became of a published event: its decision, or its dead letter.
 Fate = ProgressionEvaluated | DeadLetterInfo
+
+#: Where an entry is in the gatekeeper's consumer group (`Publisher.progress`):
+#: "unread" (no gatekeeper has read it), "pending" (read, not done yet), "deferred"
+#: (read and left pending because its client is not enrolled yet: retried until the
+#: enrolment arrives, dead-lettered after the last allowed delivery), "done"
+#: (acknowledged: decided, dead-lettered, a duplicate or applied without a decision).
+Progress = Literal["unread", "pending", "deferred", "done"]
 
 
 class DecisionTimeout(TimeoutError):
@@ -154,18 +172,22 @@ class _Watch:
             fate = _dead_letter(entry_id, fields)
             raw_id = _json_field(fate.raw, "event_id")
             from_here = fate.source_stream == self.source_stream
+            # By the source entry when known: a re-sent event has its own entry and
+            # its own fate. By event id only for events published elsewhere.
             matched = [
                 s
                 for s in self.waiting
                 if (from_here and s.entry_id and s.entry_id == fate.source_id)
-                or (s.event_id and s.event_id == raw_id)
+                or (not (from_here and s.entry_id) and s.event_id and s.event_id == raw_id)
             ]
         else:
             raw = fields.get(EVENT_FIELD, b"")
             if not any(s.event_id and s.event_id.encode() in raw for s in self.waiting):
                 return []  # cheap pre-check: most decisions are other clients'
             fate = ProgressionEvaluated.model_validate_json(raw)
-            matched = [s for s in self.waiting if s.event_id == str(fate.cause_event_id)]
+            # The gatekeeper applies the first entry of an event id; a later one (a
+            # re-send) is a duplicate without a decision of its own.
+            matched = [s for s in self.waiting if s.event_id == str(fate.cause_event_id)][:1]
         self.waiting = [s for s in self.waiting if s not in matched]
         return [(s.entry_id, fate) for s in matched]
 
@@ -324,6 +346,60 @@ class Publisher(_Base):
         while reads := watch.reads():
             yield from watch.take([self.redis.xread(s, count=_BATCH, block=b) for s, b in reads])
 
+    def progress(
+        self, entry_ids: Iterable[str], group: str = GATEKEEPER_GROUP
+    ) -> dict[str, Progress]:
+        """Where each of these published entries is in the gatekeeper's consumer group
+        (see `Progress`); for entries without a decision or dead letter yet."""
+        wanted = list(entry_ids)
+        if not wanted:
+            return {}
+        try:
+            groups = cast(list[dict[Any, Any]], self.redis.xinfo_groups(self.stream))
+        except redis.ResponseError:  # no stream yet
+            groups = []
+        info = next((g for g in groups if _text(g.get("name", b"")) == group), None)
+        if info is None:
+            return dict.fromkeys(wanted, "unread")
+        last = _id_order(_text(info.get("last-delivered-id", b"0-0")))
+        pipe = self.redis.pipeline(transaction=False)
+        for entry in wanted:
+            pipe.xpending_range(self.stream, group, min=entry, max=entry, count=1)
+        pending = [bool(rows) for rows in pipe.execute()]
+        sent = self._lookup(wanted)
+        enrolled = self._enrolled([s.client_id for s in sent if s.client_id])
+        progress: dict[str, Progress] = {}
+        for entry, is_pending, known in zip(wanted, pending, sent, strict=True):
+            if is_pending:
+                waits = known.client_id is not None and not enrolled.get(known.client_id, True)
+                progress[entry] = "deferred" if waits else "pending"
+            else:
+                progress[entry] = "unread" if _id_order(entry) > last else "done"
+        return progress
+
+    def applied(self, events: Iterable[tuple[str, str]]) -> set[str]:
+        """Which of these (client id, event id) pairs the gatekeeper has applied already:
+        publishing one again is recognised as a duplicate and changes nothing."""
+        pairs = list(events)
+        if not pairs:
+            return set()
+        pipe = self.redis.pipeline(transaction=False)
+        for client_id, event_id in pairs:
+            pipe.sismember(f"{self._client_key(client_id)}:processed", event_id)
+        return {e for (_, e), seen in zip(pairs, pipe.execute(), strict=True) if seen}
+
+    def _enrolled(self, client_ids: list[str]) -> dict[str, bool]:
+        unique = list(dict.fromkeys(client_ids))
+        pipe = self.redis.pipeline(transaction=False)
+        for client_id in unique:
+            pipe.hexists(self._client_key(client_id), "state")
+        return {c: bool(found) for c, found in zip(unique, pipe.execute(), strict=True)}
+
+    def _client_key(self, client_id: str) -> str:
+        """The gatekeeper's key of a client (services/common/keys.py `ClientKeys`)."""
+        tag = partition_tag(partition_of(client_id, self.partitions))
+        return f"{PREFIX}:{tag}:client:{client_id}"
+
     def close(self) -> None:
         if self._owned:
             self.redis.close()
@@ -421,6 +497,12 @@ class AsyncPublisher(_Base):
 
 def _text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def _id_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id as a sortable pair."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _ms(entry_id: str) -> int:

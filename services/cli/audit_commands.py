@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 
 from rehabgate.services.common.connections import async_client
@@ -26,7 +25,7 @@ from rehabgate.services.gatekeeper.audit.reading import (
 )
 from rehabgate.services.gatekeeper.audit.verify import Verdict, verify_chain
 
-from .stack import URL_FILE
+from .errors import CliError, redis_url
 
 
 def configure_audit(parser: argparse.ArgumentParser) -> None:
@@ -38,17 +37,10 @@ def configure_audit(parser: argparse.ArgumentParser) -> None:
 
 
 def configure_history(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("client")
+    parser.add_argument("client", help="the client id")
     form = parser.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true", help="the timeline as one JSON document")
     form.add_argument("--csv", action="store_true", help="one CSV row per audit entry")
-
-
-def _url(settings: Settings, command: str) -> str | None:
-    url = settings.redis_url or (URL_FILE.read_text().strip() if URL_FILE.is_file() else None)
-    if url is None:
-        print(f"{command}: set REDIS_URL, or start `rehabgate up` in this directory first")
-    return url
 
 
 def verdict_line(audit: ClientAudit, verdict: Verdict) -> str:
@@ -76,8 +68,7 @@ async def _verify(url: str, settings: Settings, client: str | None) -> int:
                 broken += 1
                 continue
             if not audit.exists:
-                print(f"audit verify: no client {key.client_id}")
-                return 2
+                raise CliError(f"rehabgate audit verify: no client {key.client_id}")
             verdict = verify_chain(audit.entries, audit.head)
             broken += not verdict.ok
             print(verdict_line(audit, verdict))
@@ -95,8 +86,7 @@ async def _history(url: str, settings: Settings, args: argparse.Namespace) -> in
     finally:
         await redis.aclose()
     if not audit.exists:
-        print(f"history: no client {args.client}")
-        return 2
+        raise CliError(f"rehabgate history: no client {args.client}")
     timeline = build_timeline(audit.client_id, audit.entries)
     verdict = verify_chain(audit.entries, audit.head)
     if args.json:
@@ -113,18 +103,10 @@ async def _history(url: str, settings: Settings, args: argparse.Namespace) -> in
 
 
 def audit_command(args: argparse.Namespace, settings: Settings) -> int:
-    url = _url(settings, "audit verify")
-    if url is None:
-        return 2
+    url = redis_url(settings.redis_url, "rehabgate audit verify")
     return asyncio.run(_verify(url, settings, None if args.all else args.client))
 
 
 def history_command(args: argparse.Namespace, settings: Settings) -> int:
-    url = _url(settings, "history")
-    if url is None:
-        return 2
-    try:
-        return asyncio.run(_history(url, settings, args))
-    except BrokenPipeError:  # `rehabgate history X | head`: the reader has had enough
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    url = redis_url(settings.redis_url, "rehabgate history")
+    return asyncio.run(_history(url, settings, args))

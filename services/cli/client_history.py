@@ -12,6 +12,7 @@ from rehabgate.services.gatekeeper.domain import ClientState
 from rehabgate.services.gatekeeper.protocol_files import load_protocols
 from rehabgate.services.gatekeeper.store import events_in_audit
 
+from .errors import CliError
 from .protocol_tools import differences, simulate
 
 
@@ -23,12 +24,13 @@ def replay_stored(url: str, settings: Settings, client_id: str, other_ref: str) 
     audit = cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(keys.audit))
     client.close()
     if raw is None:
-        print(f"replay: no client {client_id}")
-        return 2
+        raise CliError(f"rehabgate replay: no client {client_id}")
     state = ClientState.model_validate_json(raw)
     if other_ref not in protocols or state.protocol not in protocols:
-        print(f"replay: unknown protocol; known: {', '.join(sorted(protocols))}")
-        return 2
+        missing = other_ref if other_ref not in protocols else state.protocol
+        raise CliError(
+            f"rehabgate replay: unknown protocol {missing}; known: {', '.join(sorted(protocols))}"
+        )
     log = events_in_audit(fields for _, fields in audit)
     current = simulate(protocols[state.protocol], state.enrolment, log)
     other = simulate(protocols[other_ref], state.enrolment, log)

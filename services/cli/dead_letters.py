@@ -40,7 +40,7 @@ from rehabgate.schemas.streams import (
 from rehabgate.services.common.connections import SyncRedisClient, sync_client
 from rehabgate.services.common.settings import Settings
 
-from .stack import URL_FILE
+from .errors import CliError, positive_int, redis_url
 
 KINDS = ("inbound", "evaluated")
 
@@ -122,8 +122,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """The arguments of `rehabgate dlq`."""
     actions = parser.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="dead letters: id, source id, time, reason")
-    listing.add_argument("--stream", choices=KINDS, default="inbound")
-    listing.add_argument("--limit", type=int, default=50, help="at most this many (oldest first)")
+    listing.add_argument("--stream", choices=KINDS, default="inbound", help="which dead letters")
+    listing.add_argument(
+        "--limit", type=positive_int, default=50, help="at most this many (oldest first)"
+    )
     listing.add_argument("--json", action="store_true", help="a JSON array instead of text")
     listing.add_argument(
         "--show-payload",
@@ -133,22 +135,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     replaying = actions.add_parser("replay", help="re-drive dead letters to their source stream")
     replaying.add_argument("entry_ids", nargs="*", metavar="ENTRY_ID", help="dead-letter ids")
     replaying.add_argument("--all", action="store_true", help="every dead letter of --stream")
-    replaying.add_argument("--stream", choices=KINDS, default="inbound")
+    replaying.add_argument("--stream", choices=KINDS, default="inbound", help="which dead letters")
 
 
 def command(args: argparse.Namespace, settings: Settings) -> int:
-    url = settings.redis_url or (URL_FILE.read_text().strip() if URL_FILE.is_file() else None)
-    if url is None:
-        print("dlq: set REDIS_URL, or start `rehabgate up` in this directory first")
-        return 2
+    if args.action == "replay" and bool(args.entry_ids) == args.all:
+        raise CliError("rehabgate dlq replay: give dead-letter ENTRY_IDs or --all (not both)")
+    url = redis_url(settings.redis_url, f"rehabgate dlq {args.action}")
     client = sync_client(url, settings.redis_cluster)
     try:
         if args.action == "list":
             return _list(client, args, settings.partitions)
         return _replay(client, args, settings.partitions)
-    except redis.ResponseError as exc:
-        print(f"dlq: {exc}")
-        return 2
     finally:
         client.close()
 
@@ -173,9 +171,6 @@ def _list(client: SyncRedisClient, args: argparse.Namespace, partitions: int) ->
 
 
 def _replay(client: SyncRedisClient, args: argparse.Namespace, partitions: int) -> int:
-    if bool(args.entry_ids) == args.all:
-        print("dlq replay: give dead-letter ENTRY_IDs or --all (not both)")
-        return 2
     streams = dead_letter_streams(args.stream, partitions)
     wanted: list[tuple[str, str]] = []  # (dead-letter stream, id)
     if args.all:

@@ -5,6 +5,11 @@ The demo's own gatekeeper and notifier serve HTTP on free loopback ports (a
 `/metrics` and prints the decision and delivery counters, so `make demo` shows that
 the metrics count what happened. On its own Redis (no `REDIS_URL`) the demo fails
 when either counter is zero; on a shared one, other processes may take the work.
+
+When `REDIS_URL` is the Redis of a `rehabgate up` running in this directory (the
+README's "For physios" walkthrough), the demo starts no services of its own: it
+publishes into that Redis, waits for the running services, and scrapes their
+`/metrics` at the addresses `up` wrote to `.rehabgate/up.json`.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import secrets
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -35,7 +42,7 @@ from rehabgate.services.notifier.outbox.store import OutboxKeys
 
 from .demo_clinic import demo_lines
 from .scrape import describe, scrape, totals
-from .stack import Stack
+from .stack import Stack, live_up
 from .stream_reading import last_id, read_after
 
 
@@ -50,12 +57,7 @@ def run_demo(
     their receipts)."""
     run_id = secrets.token_hex(2)
     lines = demo_lines(run_id, channel, address)
-    log_dir = Path(tempfile.mkdtemp(prefix="rehabgate-demo-logs-"))
-    ports = {"gatekeeper": free_port(), "notifier": free_port()}
-    http = {"REHABGATE_HTTP_HOST": "127.0.0.1", "REHABGATE_HTTP_PORT": str(ports["gatekeeper"]),
-            "REHABGATE_NOTIFIER_HTTP_PORT": str(ports["notifier"])}  # fmt: skip
-    service_env = {"gatekeeper": http, "notifier": http}
-    with Stack(settings.redis_url, None, log_dir, service_env) as stack:
+    with _services(settings) as (stack, metrics, logs):
         assert stack.redis_url is not None
         client = redis.Redis.from_url(stack.redis_url)
         partitions = range(settings.partitions)
@@ -92,17 +94,36 @@ def run_demo(
         dead = read_after(client, INBOUND_DEAD_LETTER, dead_cursor)
         _print_table(client, decisions_from, run_id)
         print(f"\n{shown} client messages delivered; {len(dead)} events dead-lettered. "
-              f"Service logs: {log_dir}")  # fmt: skip
-        counted = _print_metrics(ports)
+              f"Service logs: {logs}")  # fmt: skip
+        counted = _print_metrics(metrics)
         return 0 if shown and (counted or settings.redis_url) else 1
 
 
-def _print_metrics(ports: dict[str, int]) -> bool:
+@contextmanager
+def _services(settings: Settings) -> Iterator[tuple[Stack, dict[str, str], str]]:
+    """The services to run the demo against, their /metrics URLs and where they log:
+    those of the `rehabgate up` serving REDIS_URL, else a pair of our own."""
+    running = live_up(settings.redis_url) if settings.redis_url else None
+    if running is not None:
+        print(f"rehabgate demo: using the services of `rehabgate up` (pid {running['pid']})")
+        stack = Stack(settings.redis_url, None)  # not entered: nothing of ours to start
+        yield stack, dict(running.get("metrics", {})), "the terminal running `rehabgate up`"
+        return
+    log_dir = Path(tempfile.mkdtemp(prefix="rehabgate-demo-logs-"))
+    ports = {"gatekeeper": free_port(), "notifier": free_port()}
+    http = {"REHABGATE_HTTP_HOST": "127.0.0.1", "REHABGATE_HTTP_PORT": str(ports["gatekeeper"]),
+            "REHABGATE_NOTIFIER_HTTP_PORT": str(ports["notifier"])}  # fmt: skip
+    metrics = {s: f"http://127.0.0.1:{port}/metrics" for s, port in ports.items()}
+    with Stack(settings.redis_url, None, log_dir, {"gatekeeper": http, "notifier": http}) as stack:
+        yield stack, metrics, str(log_dir)
+
+
+def _print_metrics(urls: dict[str, str]) -> bool:
     """Print the services' decision and delivery counters; true when both are non-zero."""
     try:
-        gatekeeper = scrape(f"http://127.0.0.1:{ports['gatekeeper']}/metrics")
-        notifier = scrape(f"http://127.0.0.1:{ports['notifier']}/metrics")
-    except httpx.HTTPError as exc:
+        gatekeeper = scrape(urls["gatekeeper"])
+        notifier = scrape(urls["notifier"])
+    except (httpx.HTTPError, KeyError) as exc:
         print(f"demo: /metrics did not answer ({type(exc).__name__})")
         return False
     decisions = totals(gatekeeper, "rehabgate_decisions_total", "outcome")

@@ -23,17 +23,15 @@ from rehabgate.services.gatekeeper.audit.verify import verify_chain
 from rehabgate.services.gatekeeper.fhir_export import CANONICAL_BASE, export_bundle
 from rehabgate.services.gatekeeper.protocol_files import load_protocols
 
-from .stack import URL_FILE
+from .errors import CliError, redis_url
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     formats = parser.add_subparsers(dest="format", required=True)
     fhir = formats.add_parser("fhir", help="a client as a FHIR R4 Bundle (JSON)")
-    fhir.add_argument("client")
+    fhir.add_argument("client", help="the client id")
     fhir.add_argument("--out", type=Path, help="write to FILE instead of standard output")
-    fhir.add_argument(
-        "--base", default=CANONICAL_BASE, help=f"canonical base URL (default {CANONICAL_BASE})"
-    )
+    fhir.add_argument("--base", default=CANONICAL_BASE, help="canonical base URL")
 
 
 async def _read(url: str, settings: Settings, keys: ClientKeys) -> ClientAudit:
@@ -45,14 +43,10 @@ async def _read(url: str, settings: Settings, keys: ClientKeys) -> ClientAudit:
 
 
 def command(args: argparse.Namespace, settings: Settings) -> int:
-    url = settings.redis_url or (URL_FILE.read_text().strip() if URL_FILE.is_file() else None)
-    if url is None:
-        print("export: set REDIS_URL, or start `rehabgate up` in this directory first")
-        return 2
+    url = redis_url(settings.redis_url, "rehabgate export fhir")
     audit = asyncio.run(_read(url, settings, ClientKeys.of(args.client, settings.partitions)))
     if audit.state is None:
-        print(f"export: no client {args.client}", file=sys.stderr)
-        return 2
+        raise CliError(f"rehabgate export fhir: no client {args.client}")
     verdict = verify_chain(audit.entries, audit.head)
     if not verdict.ok:
         print(f"export: the audit trail of {args.client} is broken; "
@@ -60,8 +54,7 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     protocols = load_protocols(settings.protocol_dirs)
     if audit.state.protocol not in protocols:
-        print(f"export: protocol {audit.state.protocol} is not loaded", file=sys.stderr)
-        return 2
+        raise CliError(f"rehabgate export fhir: protocol {audit.state.protocol} is not loaded")
     bundle = export_bundle(
         audit.state,
         [e.entry for e in audit.entries],

@@ -5,49 +5,90 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
-import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any, NoReturn
+
+import redis
 
 from rehabgate.services.common.settings import Settings, settings_or_exit
 
-from . import audit_commands, dead_letters, fhir_command, security_commands, trim
-from .stack import STATE_DIR, URL_FILE, Stack
+from . import audit_commands, dead_letters, errors, fhir_command, security_commands, trim
+from .errors import CliError
+from .stack import URL_FILE
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rehabgate", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="run Redis (embedded unless REDIS_URL), gatekeeper, notifier")
+class Parser(argparse.ArgumentParser):
+    """argparse with defaults shown in every help, and a bad argument as one line on
+    stderr (argparse's own error prints the usage block too), exit code 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(errors.USAGE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown; the epilog (exit codes) kept as written."""
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="rehabgate", description=__doc__, epilog=errors.EXIT_CODES)
+    parser.add_argument("--version", action="version", version=f"rehabgate {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "up", help="run Redis (embedded unless REDIS_URL), gatekeeper and notifier until Ctrl-C",
+        epilog=errors.EXIT_CODES,
+    )  # fmt: skip
     demo = commands.add_parser("demo", help="a scripted clinic end to end; exits 0 when done")
     demo.add_argument(
         "--channel", choices=["stream", "email", "webhook"], default="stream",
         help="deliver the demo clients' messages through this channel (configure SMTP or "
         "webhooks with REHABGATE_* variables; see README)",
     )  # fmt: skip
-    demo.add_argument("--address", help="the demo clients' e-mail address or webhook recipient")
-    publish = commands.add_parser("publish", help="publish clinic events from a JSON file")
-    publish.add_argument("file", type=Path)
-    publish.add_argument("--wait", type=float, default=10.0, help="seconds to wait for fates")
+    demo.add_argument(
+        "--address", help="the demo clients' e-mail address or webhook recipient (for email)"
+    )
+    publish = commands.add_parser(
+        "publish", help="check clinic events from a JSON file locally, publish them, print "
+        "each one's fate", epilog=errors.EXIT_CODES,
+    )  # fmt: skip
+    publish.add_argument(
+        "file", type=Path, help="one JSON object, a JSON array of them, or JSON lines"
+    )
+    publish.add_argument(
+        "--wait", type=errors.seconds, default=10.0, help="seconds to wait for fates"
+    )
+    publish.add_argument(
+        "--no-check", action="store_true",
+        help="send events the local check refuses too (to see their dead letters)",
+    )  # fmt: skip
     commands.add_parser("gatekeeper", help="run the gatekeeper service (needs REDIS_URL)")
     commands.add_parser("notifier", help="run the notifier service (needs REDIS_URL)")
     health = commands.add_parser("health", help="exit 0 if SERVICE is consuming")
-    health.add_argument("service", choices=["gatekeeper", "notifier"])
+    health.add_argument("service", choices=["gatekeeper", "notifier"], help="the service to check")
     dead_letters.configure(commands.add_parser("dlq", help="list or replay dead letters"))
     commands.add_parser("trim", help="trim consumed, expired entries from the work streams")
     schemas = commands.add_parser("schemas", help="JSON Schema files of the contract")
-    schemas.add_argument("action", choices=["export", "check"])
+    schemas.add_argument(
+        "action", choices=["export", "check"],
+        help="export: rewrite schemas/json; check: exit 1 if any file is stale",
+    )  # fmt: skip
     protocol = commands.add_parser("protocol", help="check protocol files, simulate histories")
-    protocol_commands = protocol.add_subparsers(dest="action", required=True)
+    protocol_commands = protocol.add_subparsers(dest="action", required=True, metavar="ACTION")
     check = protocol_commands.add_parser("check", help="validate protocol files")
-    check.add_argument("paths", nargs="*", type=Path, help="protocol files or directories")
+    check.add_argument(
+        "paths", nargs="*", type=Path, help="protocol files or directories (besides the shipped)"
+    )
     simulate = protocol_commands.add_parser("simulate", help="replay a history through a protocol")
-    simulate.add_argument("protocol", help="id@version")
+    simulate.add_argument("protocol", help="the protocol as id@version")
     simulate.add_argument("--events", type=Path, required=True, help="JSON lines of one client")
     simulate.add_argument("--json", action="store_true", help="one JSON object per decision")
     replay = commands.add_parser("replay", help="a stored client's history under another version")
-    replay.add_argument("client")
+    replay.add_argument("client", help="the client id")
     replay.add_argument("--protocol", required=True, help="id@version to compare with")
     audit_commands.configure_audit(commands.add_parser("audit", help="verify audit hash chains"))
     audit_commands.configure_history(
@@ -58,49 +99,57 @@ def main(argv: list[str] | None = None) -> int:
     security_commands.configure_erase(
         commands.add_parser("erase", help="erase a client's health data and contact details")
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     settings = settings_or_exit()  # invalid settings: one line per error, exit code 2
-    return int(COMMANDS[args.command](args, settings) or 0)
+    command = " ".join(str(part) for part in (args.command, getattr(args, "action", None)) if part)
+    return errors.guarded(
+        f"rehabgate {command}",
+        lambda: settings.redis_url or _up_url(),
+        lambda: int(COMMANDS[args.command](args, settings) or 0),
+    )
+
+
+def _version() -> str:
+    try:
+        return version("rehabgate")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree
+        return "unknown"
+
+
+def _up_url() -> str | None:
+    return URL_FILE.read_text().strip() if URL_FILE.is_file() else None
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
-    data_dir = None if settings.redis_url else STATE_DIR / "redis"
-    with Stack(settings.redis_url, data_dir=data_dir) as stack:
-        assert stack.redis_url is not None
-        URL_FILE.parent.mkdir(exist_ok=True)
-        URL_FILE.write_text(stack.redis_url)
-        print(f"rehabgate up: REDIS_URL={stack.redis_url} (Ctrl-C to stop)", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        try:
-            while not stack.dead():
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            return 0
-        print(f"rehabgate up: {stack.dead()} exited; stopping", file=sys.stderr)
-        return 1
+    from .stack import run_up
+
+    return run_up(settings)
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from .demo import run_demo
 
     if args.channel == "email" and not args.address:
-        print("demo: --channel email needs --address you@example.org", file=sys.stderr)
-        return 2
+        raise CliError("rehabgate demo: --channel email needs --address you@example.org")
     return run_demo(settings, channel=args.channel, address=args.address)
 
 
 def _publish(args: argparse.Namespace, settings: Settings) -> int:
     from .publish import publish
 
-    url = settings.redis_url or (URL_FILE.read_text().strip() if URL_FILE.is_file() else None)
-    if url is None:
-        print("publish: set REDIS_URL, or start `rehabgate up` in this directory first")
-        return 2
-    return publish(url, args.file, settings.partitions, args.wait)
+    url = errors.redis_url(settings.redis_url, "rehabgate publish")
+    return publish(url, args.file, settings, args.wait, check=not args.no_check)
 
 
 def _service(args: argparse.Namespace, settings: Settings) -> int:
     # Both are ASGI apps: the gatekeeper serves the physio pages, both health and metrics.
+    if not settings.redis_url:
+        raise CliError(f"rehabgate {args.command}: set REDIS_URL (or use `rehabgate up`)")
+    _redis_answers(settings, f"rehabgate {args.command}")
     if args.command == "gatekeeper":
         from rehabgate.services.gatekeeper.app import create_app as gatekeeper_app
 
@@ -116,19 +165,40 @@ def _service(args: argparse.Namespace, settings: Settings) -> int:
     except ConsumerGroupLost as exc:
         print(f"{args.command}: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 0
     return 0
+
+
+def _redis_answers(settings: Settings, command: str) -> None:
+    """PING before a service starts, so an unreachable Redis is one line, not a
+    start-up failure among the service's log lines."""
+    from rehabgate.services.common.connections import sync_client
+
+    assert settings.redis_url is not None
+    client = sync_client(settings.redis_url, settings.redis_cluster, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except (redis.AuthenticationError, redis.exceptions.NoPermissionError, redis.ResponseError):
+        return  # it answers; the service names what it may not do
+    finally:
+        client.close()
 
 
 def _health(args: argparse.Namespace, settings: Settings) -> int:
     from .health import check
 
     if not settings.redis_url:
-        print("health: set REDIS_URL")
-        return 2
+        raise CliError("rehabgate health: set REDIS_URL")
     ok, detail = check(settings.redis_url, args.service, os.environ.get("REHABGATE_CONSUMER"),
                       cluster=settings.redis_cluster)  # fmt: skip
+    if detail.startswith("redis unreachable"):
+        where = errors.shown_url(settings.redis_url)
+        raise CliError(f"rehabgate health: Redis unreachable at {where}", errors.REDIS)
+    if not ok:
+        raise CliError(f"rehabgate health: {detail}", errors.FOUND_PROBLEM)
     print(detail)
-    return 0 if ok else 1
+    return 0
 
 
 def _schemas(args: argparse.Namespace, settings: Settings) -> int:
@@ -153,26 +223,33 @@ def _protocol(args: argparse.Namespace, settings: Settings) -> int:
 
     from .protocol_tools import HistoryError, read_history, render, simulate
 
-    files = [p for p in getattr(args, "paths", []) if p.is_file()]
-    dirs = [p for p in getattr(args, "paths", []) if not p.is_file()]
+    command = f"rehabgate protocol {args.action}"
+    paths: list[Path] = getattr(args, "paths", [])
+    for path in paths:
+        if not path.exists():
+            raise CliError(f"{command}: {path} not found", errors.BAD_FILE)
+    files = [p for p in paths if p.is_file()]
+    dirs = [p for p in paths if not p.is_file()]
     try:
         protocols = dict(load_protocols([*settings.protocol_dirs, *dirs]))
         protocols.update({p.ref: p for p in map(load_protocol, files)})
     except ProtocolFileError as exc:
-        print(f"invalid protocol: {exc}")
-        return 1
+        raise CliError(f"{command}: invalid protocol: {errors.one_line(exc)}", 1) from None
     if args.action == "check":
         for ref, protocol in protocols.items():
             print(f"ok {ref}: {len(protocol.stages)} stages")
         return 0
     if args.protocol not in protocols:
-        print(f"unknown protocol {args.protocol}; known: {', '.join(sorted(protocols))}")
-        return 2
+        raise CliError(
+            f"{command}: unknown protocol {args.protocol}; known: {', '.join(sorted(protocols))}"
+        )
+    errors.read_text(args.events, command, "history file")  # missing or unreadable: exit 4
     try:
         enrolment, events = read_history(args.events)
     except HistoryError as exc:
-        print(f"invalid history: {exc}")
-        return 1
+        raise CliError(
+            f"{command}: invalid history: {errors.one_line(exc)}", errors.BAD_FILE
+        ) from None
     print(render(simulate(protocols[args.protocol], enrolment, events), args.json))
     return 0
 
@@ -180,10 +257,7 @@ def _protocol(args: argparse.Namespace, settings: Settings) -> int:
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from .client_history import replay_stored
 
-    url = settings.redis_url or (URL_FILE.read_text().strip() if URL_FILE.is_file() else None)
-    if url is None:
-        print("replay: set REDIS_URL, or start `rehabgate up` in this directory first")
-        return 2
+    url = errors.redis_url(settings.redis_url, "rehabgate replay")
     return replay_stored(url, settings, args.client, args.protocol)
 
 

@@ -28,7 +28,7 @@ from rehabgate.services.common.connections import async_client
 from rehabgate.services.common.settings import Settings
 
 from .erasure import erase_client, verify_erasures
-from .stack import URL_FILE
+from .errors import BAD_FILE, CliError, redis_url
 
 _TICKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
@@ -46,13 +46,17 @@ def acl_command(args: argparse.Namespace, settings: Settings) -> int:
     try:
         major, minor = (int(part) for part in args.redis_version.split(".")[:2])
     except ValueError:
-        print(f"acl generate: --redis-version {args.redis_version!r}: expected e.g. 7.2")
-        return 2
+        raise CliError(
+            f"rehabgate acl generate: --redis-version {args.redis_version!r}: expected e.g. 7.2"
+        ) from None
+    if args.out.is_dir():
+        raise CliError(f"rehabgate acl generate: --out {args.out} is a directory", BAD_FILE)
+    if not args.out.parent.is_dir():
+        raise CliError(f"rehabgate acl generate: no directory {args.out.parent}", BAD_FILE)
     given = {user: pw.get_secret_value() for user, pw in settings.acl_passwords.items()}
     acl = generate(settings.clinics, given, (major, minor))
     out: Path = args.out
     secrets_path = out.with_name(out.name + ".env")
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(acl.text)
     descriptor = os.open(secrets_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
@@ -94,13 +98,11 @@ def configure_erase(parser: argparse.ArgumentParser) -> None:
 
 
 def erase_command(args: argparse.Namespace, settings: Settings) -> int:
-    url = settings.redis_url or (URL_FILE.read_text().strip() if URL_FILE.is_file() else None)
-    if url is None:
-        print("erase: set REDIS_URL, or start `rehabgate up` in this directory first")
-        return 2
     if args.ticket is not None and not _TICKET.match(args.ticket):
-        print("erase: --ticket must be an id (letters, digits, _ . : -), not free text")
-        return 2
+        raise CliError(
+            "rehabgate erase: --ticket must be an id (letters, digits, _ . : -), not free text"
+        )
+    url = redis_url(settings.redis_url, "rehabgate erase")
     return asyncio.run(_erase(url, settings, args))
 
 
@@ -119,8 +121,7 @@ async def _erase(url: str, settings: Settings, args: argparse.Namespace) -> int:
     finally:
         await redis.aclose()
     if erasure.record_id is None and not erasure.removed:
-        print(f"erase: nothing of client {args.client} found")
-        return 2
+        raise CliError(f"rehabgate erase: nothing of client {args.client} found")
     removed = ", ".join(f"{name} {n}" for name, n in sorted(erasure.removed.items()))
     print(f"erased client {args.client} (clinic {erasure.clinic_id or 'unknown'}): {removed}")
     if erasure.record_id:

@@ -14,7 +14,7 @@ from rehabgate.services.common.connections import async_client
 from rehabgate.services.common.retention import Trimmed, trim_stream
 from rehabgate.services.common.settings import Settings
 
-from .stack import URL_FILE
+from .errors import redis_url
 
 
 def work_streams(partitions: int, clinics: Iterable[str] = ()) -> list[str]:
@@ -37,10 +37,7 @@ async def trim_all(url: str, settings: Settings) -> list[Trimmed]:
 
 
 def command(args: argparse.Namespace, settings: Settings) -> int:
-    url = settings.redis_url or (URL_FILE.read_text().strip() if URL_FILE.is_file() else None)
-    if url is None:
-        print("trim: set REDIS_URL, or start `rehabgate up` in this directory first")
-        return 2
+    url = redis_url(settings.redis_url, "rehabgate trim")
     trimmed = asyncio.run(trim_all(url, settings))
     for result in trimmed:
         if result.removed is None:

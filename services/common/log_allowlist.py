@@ -12,6 +12,11 @@ addresses), reasons keep only their first few lowercase words before any `:`
 (what was wrong, never the offending value), errors only an exception class name,
 and exceptions only their type and frames (file, line, function) — never their
 message, which can quote a payload (pydantic's does), and never locals.
+
+A message that is a whole formatted traceback (how uvicorn reports a failed
+start-up: FastStream hands it the traceback text) becomes a fixed sentence naming
+the cause ("Redis unreachable", "Redis refused the credentials", ...) with the
+exception's class name as `error`; its text, which may quote anything, is dropped.
 """
 
 from __future__ import annotations
@@ -64,10 +69,44 @@ NUMBER_KEYS = frozenset(
 TEXT_KEYS = frozenset({"reason", "error"})
 
 
+#: Fixed sentences for the causes of a failure logged as a traceback text, by the
+#: exception's class name (the last one in the traceback: what was raised).
+TRACEBACK_CAUSES = {
+    "AuthenticationError": "Redis refused the credentials",
+    "AuthenticationWrongNumberOfArgsError": "Redis refused the credentials",
+    "NoPermissionError": "Redis user lacks a permission",
+    "ConnectionError": "Redis unreachable",
+    "TimeoutError": "Redis unreachable",
+    "ConnectionRefusedError": "Redis unreachable",
+    "ClusterDownError": "Redis unreachable",
+    "MaxConnectionsError": "Redis unreachable",
+    "BusyLoadingError": "Redis is loading its data",
+    "ReadOnlyError": "Redis is a read-only replica",
+}
+_TRACEBACK_HEAD = "Traceback (most recent call last):"
+
+
+def traceback_cause(text: str) -> tuple[str, str] | None:
+    """(fixed sentence, exception class name) for a formatted traceback; None for
+    any other text."""
+    if _TRACEBACK_HEAD not in text:
+        return None
+    lines = [line for line in text.strip().splitlines() if line and not line[0].isspace()]
+    last = lines[-1].split(":", 1)[0].strip() if lines else ""
+    name = last.rsplit(".", 1)[-1]
+    if not _CLASS_NAME.match(name):
+        return "Service failed", "unknown"
+    return TRACEBACK_CAUSES.get(name, "Service failed"), name
+
+
 def allowlist(
     logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """The structlog processor (also applied to foreign, stdlib log records)."""
+    message = event_dict.get("event")
+    cause = traceback_cause(message) if isinstance(message, str) else None
+    if cause is not None:
+        event_dict = {**event_dict, "event": cause[0], "error": cause[1]}
     kept: dict[str, Any] = {"event": safe_message(event_dict.get("event"))}
     dropped = []
     for key, value in event_dict.items():
