@@ -3,8 +3,10 @@
 Each decision becomes a section in the words of its outcome's template: what
 happened, why (its criteria in the client's words) and what the stage now asks
 (the prescription). Step-backs and flags are written to reassure, not alarm.
-Held decisions send nothing unless the held digest is on, and a held section is
-dropped when a later decision in the same message supersedes it. Several
+Held decisions send nothing unless the held digest is on, except a hold that asks
+the client to lower the load (a `too_hard` rule triggered): that one is always
+sent, in the words of the `load_reduced` template. A held section is dropped when
+a later decision in the same message supersedes it. Several
 sections become one "updates" message (see coalescing.py for when).
 """
 
@@ -74,8 +76,21 @@ def compose(
     return Composed(message, html)
 
 
+#: Step-back rule kinds whose hold asks the client to change what they do (lower the
+#: load): the client must hear it, digest or not.
+ACTING_HOLDS = frozenset({"too_hard"})
+
+
+def asks_to_act(decision: ProgressionEvaluated) -> bool:
+    """A held decision that asks the client to lower the load."""
+    return decision.outcome == "held" and any(
+        c.role == "step_back" and c.status == "failed" and c.kind in ACTING_HOLDS
+        for c in decision.criteria
+    )
+
+
 def needs_message(decision: ProgressionEvaluated, held_digest: bool) -> bool:
-    return decision.outcome != "held" or held_digest
+    return decision.outcome != "held" or held_digest or asks_to_act(decision)
 
 
 def _shown(
@@ -85,7 +100,8 @@ def _shown(
     later decision of the message supersedes it."""
     shown = []
     for i, decision in enumerate(decisions):
-        if decision.outcome == "held" and (not held_digest or i < len(decisions) - 1):
+        last = i == len(decisions) - 1
+        if decision.outcome == "held" and not (last and (held_digest or asks_to_act(decision))):
             continue
         shown.append(decision)
     return shown
@@ -102,20 +118,33 @@ class _Section:
     stage: tuple[str, int | None, int] | None  # name, number, count
     criteria: tuple[tuple[str, str, str], ...]  # role, status, client text
     prescription: Prescription | None
+    #: For a hold that asks to lower the load: the rule's words (the first such rule).
+    too_hard: str | None = None
 
     @classmethod
     def of(cls, decision: ProgressionEvaluated) -> _Section:
         welcome = decision.outcome == "unlocked" and decision.from_stage is None
+        template = "welcome" if welcome else decision.outcome
+        if asks_to_act(decision):
+            template = "load_reduced"
         stage = None
         if decision.to_stage_name is not None:
             stage = (decision.to_stage_name, decision.to_stage_number, decision.stage_count)
         return cls(
-            template="welcome" if welcome else decision.outcome,
+            template=template,
             outcome=decision.outcome,
             by_clinician=decision.decided_by == "clinician",
             stage=stage,
             criteria=tuple((c.role, c.status, c.client_text) for c in decision.criteria),
             prescription=decision.prescription,
+            too_hard=next(
+                (
+                    c.client_text
+                    for c in decision.criteria
+                    if c.role == "step_back" and c.status == "failed" and c.kind in ACTING_HOLDS
+                ),
+                None,
+            ),
         )
 
     def render(self, renderer: Renderer, clinic_id: str, locale: str) -> tuple[str, str]:
@@ -141,4 +170,5 @@ class _Section:
             "step_back": step_backs[0] if step_backs else None,
             "reported": texts("safety", "failed"),
             "prescription": self.prescription,
+            "too_hard": self.too_hard,
         }

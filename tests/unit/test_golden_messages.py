@@ -53,9 +53,11 @@ STAGE_2 = Prescription(
 )  # fmt: skip
 
 
-def criterion(role: str, status: str, client_text: str, cid: str = "c") -> CriterionResult:
+def criterion(
+    role: str, status: str, client_text: str, cid: str = "c", kind: str = "k"
+) -> CriterionResult:
     return CriterionResult(
-        id=cid, kind="k", role=role, status=status, observed=1, threshold=1,  # type: ignore[arg-type]
+        id=cid, kind=kind, role=role, status=status, observed=1, threshold=1,  # type: ignore[arg-type]
         explanation="for the physio", client_text=client_text, source="clinic default",
     )  # fmt: skip
 
@@ -117,6 +119,15 @@ CASES: dict[str, list[ProgressionEvaluated]] = {
                   criterion("exit", "failed", "at least 14 days at this stage"),
                   criterion("exit", "unknown", "next-morning pain at 3/10 or less")),
     )],
+    "load-reduced": [decision(
+        outcome="held", from_stage="start-loading", **STAGE_1_FIELDS,
+        criteria=(criterion("step_back", "failed", "sessions that were too hard (an effort of "
+                            "10/10) in your last session: lower the weight by 10% next session",
+                            "effort-10", "too_hard"),
+                  criterion("exit", "passed", "at least 4 days at this stage"),
+                  criterion("exit", "failed", "2 or more reps over your target on the last set, "
+                            "in 2 sessions in a row")),
+    )],
     "coalesced": [
         decision(0, outcome="held", from_stage="start-loading", **STAGE_1_FIELDS),
         decision(2, criteria=(criterion("exit", "passed", "3 sessions with pain at 3/10 or less"),)),
@@ -152,6 +163,13 @@ def test_text_matches_golden(case: str, locale: str) -> None:
 @pytest.mark.parametrize("case", ["unlocked", "coalesced"])
 def test_email_html_matches_golden(case: str, locale: str) -> None:
     check_golden(GOLDEN / locale / f"{case}.email.html", render(case, locale).html)
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_a_load_reduction_is_sent_without_the_held_digest(locale: str) -> None:
+    message = render("load-reduced", locale, held_digest=False).message
+    assert message.outcome == "held"
+    assert "10%" in message.body
 
 
 def test_a_regional_locale_falls_back_to_its_language_then_to_english() -> None:

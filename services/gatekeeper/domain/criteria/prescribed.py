@@ -2,9 +2,9 @@
 
 Only what both sides state is compared: a logged exercise against its prescribed
 sets and reps (or hold time). A prescribed exercise missing from a session that
-logged sets counts as not done when every exercise of the stage has the same
-frequency (they are done together); with mixed frequencies (a long run once a
-week, easy runs twice) a session is checked only for the exercises it logged.
+logged sets counts as not done when every exercise of the stage is prescribed
+daily (they are all done every session); otherwise (a long run once a week, a
+test once) a session is checked only for the exercises it logged.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def shortfalls(session: SessionRecord, prescription: Prescription | None) -> lis
     if prescription is None or not session.exercises:
         return []
     logged = {e.exercise_id: e for e in session.exercises}
-    together = len({p.frequency for p in prescription.exercises}) == 1
+    together = all(p.frequency.strip().lower() == "daily" for p in prescription.exercises)
     found: list[str] = []
     for prescribed in prescription.exercises:
         exercise = logged.get(prescribed.id)
