@@ -128,5 +128,11 @@ INBOUND_ADAPTER: TypeAdapter[InboundEvent] = TypeAdapter(InboundEvent)
 
 
 def parse_inbound(raw: bytes | str) -> InboundEvent:
-    """Validate one JSON document as an inbound event (raises pydantic.ValidationError)."""
-    return INBOUND_ADAPTER.validate_json(raw)
+    """Validate one JSON document as an inbound event (raises pydantic.ValidationError).
+
+    Strict: the JSON types the published schema states, no coercion ("3" is not an
+    integer, `true` is not 1, "yes" is not a boolean); strings only where JSON has
+    no type of its own (UUIDs, dates, times). Malformed JSON, invalid UTF-8 and
+    nesting past the parser's depth limit are validation errors of type
+    `json_invalid`, never a RecursionError."""
+    return INBOUND_ADAPTER.validate_json(raw, strict=True)

@@ -20,11 +20,12 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final
+
+from pydantic_core import from_json
 
 from .streams import EVENT_FIELD
 
@@ -73,8 +74,9 @@ def signature(key: bytes, event_id: str, timestamp: int, body: bytes) -> str:
 def event_id_of(body: bytes | str) -> str:
     """The `event_id` inside an event's JSON: what the signature binds it to."""
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # pydantic-core's parser: a depth limit instead of Python's RecursionError.
+        document = from_json(body)
+    except ValueError as exc:
         raise SigningError("the event is not JSON") from exc
     event_id = document.get("event_id") if isinstance(document, dict) else None
     if not isinstance(event_id, str) or not event_id:

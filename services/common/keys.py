@@ -32,6 +32,12 @@ class ClientKeys:
         return f"{self._base}:processed"
 
     @property
+    def digests(self) -> str:
+        """Hash: applied event id -> digest of its content (an id reused with other
+        content is refused, not taken for a duplicate)."""
+        return f"{self._base}:digests"
+
+    @property
     def audit(self) -> str:
         """Append-only, hash-chained audit stream."""
         return f"{self._base}:audit"

@@ -1,13 +1,15 @@
 -- One atomic gatekeeper step: processed marker + client state + audit entry + decision.
 -- KEYS: 1 client state hash, 2 client processed-event set, 3 client audit stream,
---       4 partition's progression.evaluated stream, 5 client owner (clinic id).
---       All share the partition hash tag.
+--       4 partition's progression.evaluated stream, 5 client owner (clinic id),
+--       6 client content-digest hash. All share the partition hash tag.
 -- ARGV: 1 event_id, 2 expected state version, 3 expected chain head (the hash the new
 --       entry links to), 4 state JSON, 5 audit entry as stored (compressed JSON),
 --       6 audit entry hash (new chain head), 7 the event's clinic id,
 --       8 decision JSON, or "" when nothing was decided; the audit entry holds it too,
 --       compressed: this copy is the one the evaluated stream carries,
---       9... optional field/value pairs added to the evaluated stream entry after `event`.
+--       9 the event's content digest (an event id reused with other content is
+--       refused: the caller compares digests before it decides),
+--       10... optional field/value pairs added to the evaluated stream entry after `event`.
 -- Every check comes before the first write: a Lua error does not roll back writes.
 -- Checking the head as well as the version means a step built on a step that was
 -- refused (an earlier event of the same client in the batch) is refused too.
@@ -16,6 +18,10 @@ if owner and owner ~= ARGV[7] then
   return 'foreign'
 end
 if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
+  local digest = redis.call('HGET', KEYS[6], ARGV[1])
+  if digest and digest ~= ARGV[9] then
+    return 'reused'
+  end
   return 'duplicate'
 end
 local current = redis.call('HMGET', KEYS[1], 'version', 'audit_head')
@@ -27,11 +33,12 @@ end
 redis.call('HSET', KEYS[1], 'state', ARGV[4], 'version', tonumber(version) + 1,
            'audit_head', ARGV[6])
 redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[6], ARGV[1], ARGV[9])
 if not owner then
   redis.call('SET', KEYS[5], ARGV[7])
 end
 redis.call('XADD', KEYS[3], '*', 'entry', ARGV[5], 'hash', ARGV[6])
 if ARGV[8] ~= '' then
-  redis.call('XADD', KEYS[4], '*', 'event', ARGV[8], unpack(ARGV, 9))
+  redis.call('XADD', KEYS[4], '*', 'event', ARGV[8], unpack(ARGV, 10))
 end
 return 'applied'

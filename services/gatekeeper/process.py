@@ -1,14 +1,18 @@
 """Use case: apply one batch of inbound stream entries.
 
 Every entry ends as exactly one of: applied, recognised duplicate, or
-dead-lettered with a reason (malformed JSON, schema violation, unknown client
-or protocol, a domain refusal, or a tenancy or signature refusal, which is also
+dead-lettered with a reason (too large, malformed JSON, schema violation, an
+implausible time, an event id reused with other content, unknown client or
+protocol, a domain refusal, or a tenancy or signature refusal, which is also
 recorded as a security event: see tenancy.py). An event for a client not enrolled
 yet may instead be "deferred": the caller leaves it pending for the claimer, and
-on its last allowed delivery it is dead-lettered as an unknown client. Transient
-failures (Redis down) raise, so the whole batch stays pending and is redelivered;
-the steps are idempotent on `event_id`, so entries applied before the failure are
-recognised as duplicates.
+on its last allowed delivery it is dead-lettered as an unknown client.
+
+One entry's failure is its own: whatever reading, deciding or committing one
+entry raises is turned into that entry's dead letter, and the rest of the batch
+goes on. Only transient infrastructure failures (Redis down, loading, busy) raise,
+so the whole batch stays pending and is redelivered; the steps are idempotent on
+`event_id`, so entries applied before the failure are recognised as duplicates.
 """
 
 from __future__ import annotations
@@ -21,24 +25,22 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Literal
 
-from pydantic import ValidationError
+import structlog
+from redis.exceptions import ResponseError
 
 from rehabgate.schemas.inbound import (
     ClientContactUpdated,
     ClientEnrolled,
     InboundEvent,
-    parse_inbound,
 )
 from rehabgate.schemas.streams import EVENT_FIELD
 
 from .domain import Decision, Protocol, Rejected, decide, enroll
+from .intake import Limits, content_digest, event_ids, read_entry, refused
 from .store import Commit, DeadLetter, RedisClientStore, Snapshot, chain
 from .tenancy import (
     SHARED,
-    Refusal,
     Source,
-    check_clinic,
-    check_envelope,
     check_owner,
     foreign_client,
 )
@@ -47,6 +49,7 @@ Fate = Literal["applied", "duplicate", "dead_lettered", "deferred"]
 MAX_CONFLICT_ROUNDS = 8
 SERVICE_VERSION = version("rehabgate")
 _SERVICE_VERSION_JSON = json.dumps(SERVICE_VERSION)
+log = structlog.get_logger("rehabgate.gatekeeper")
 
 
 class NotEnrolledYet(Rejected):
@@ -82,69 +85,49 @@ class Report:
 
 
 def parse_entry(
-    entry: Entry, source: Source = SHARED, now: float | None = None
+    entry: Entry,
+    source: Source = SHARED,
+    now: float | None = None,
+    limits: Limits = Limits(),  # noqa: B008 - frozen
 ) -> InboundEvent | DeadLetter:
-    """Decode one entry, or say exactly why it cannot be used. `source`: the stream it
-    came from (its clinic, signature policy); `now`: unix time (for signatures)."""
-    raw = entry.fields.get(EVENT_FIELD.encode())
-    if raw is None:
-        names = sorted(k.decode(errors="replace") for k in entry.fields)
-        return DeadLetter(
-            entry.entry_id,
-            f"missing field {EVENT_FIELD!r} (entry has {names})",
-            json.dumps(
-                {
-                    k.decode(errors="replace"): v.decode(errors="replace")
-                    for k, v in entry.fields.items()
-                }
-            ).encode(),
-        )
-    at = time.time() if now is None else now
-    if (denied := check_envelope(source, entry.fields, raw, at)) is not None:
-        return refused(entry, source, denied, raw)
+    """intake.read_entry for one entry; anything it raises is the entry's own failure."""
     try:
-        event = parse_inbound(raw)
-    except ValidationError as exc:
-        try:  # only now, as parsing it first for every event cost as much as validating
-            json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as bad:
-            return DeadLetter(entry.entry_id, f"malformed JSON: {bad}", raw)
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(event)'}: {e['msg']}"
-            for e in exc.errors(include_url=False, include_input=False)
+        return read_entry(
+            entry.entry_id, entry.fields, source, time.time() if now is None else now, limits
         )
-        return DeadLetter(entry.entry_id, f"schema violation: {problems}", raw)
-    if (denied := check_clinic(source, event.clinic_id, _ids(event))) is not None:
-        return refused(entry, source, denied, raw)
-    return event
+    except Exception as exc:  # one entry's failure must not stall its batch
+        return _failed(entry, "read", exc)
 
 
-def refused(entry: Entry, source: Source, refusal: Refusal, raw: bytes) -> DeadLetter:
-    """A dead letter that is also a security event (ids and reason only)."""
-    security = {
-        "kind": refusal.kind,
-        "reason": refusal.reason,
-        "stream": source.stream,
-        "entry_id": entry.entry_id,
-        **({"clinic_id": source.clinic_id} if source.clinic_id else {}),
-        **refusal.ids,
-    }
-    return DeadLetter(entry.entry_id, refusal.reason, raw, security)
+def _failed(entry: Entry, step: str, exc: Exception) -> DeadLetter:
+    """A dead letter for an unexpected failure of one entry. The reason names the
+    step and the error's kind, not its text (which could quote the payload)."""
+    log.warning("entry_failed", entry_id=entry.entry_id, step=step, error=type(exc).__name__)
+    return DeadLetter(
+        entry.entry_id,
+        f"the gatekeeper could not {step} this event ({type(exc).__name__}); it was not "
+        f"applied: please report the entry id to the rehabgate operators",
+        _raw(entry),
+    )
 
 
 def _foreign(entry: Entry, source: Source, event: InboundEvent) -> DeadLetter:
     """The commit step found the client owned by another clinic (a race the
     snapshot could not see)."""
-    return refused(entry, source, foreign_client(_ids(event)), entry.fields[b"event"])
+    return refused(entry.entry_id, source, foreign_client(event_ids(event)), _raw(entry))
 
 
-def _ids(event: InboundEvent) -> dict[str, str]:
-    return {
-        "event_id": str(event.event_id),
-        "client_id": event.client_id,
-        "claimed_clinic_id": event.clinic_id,
-        "event_type": event.event_type,
-    }
+def _reused(entry: Entry, event_id: str) -> DeadLetter:
+    return DeadLetter(
+        entry.entry_id,
+        f"event id reused with different content: {event_id} was already applied with "
+        f"other content; give a new event a new event_id",
+        _raw(entry),
+    )
+
+
+def _raw(entry: Entry) -> bytes:
+    return entry.fields.get(EVENT_FIELD.encode(), b"")
 
 
 async def process_batch(
@@ -154,17 +137,19 @@ async def process_batch(
     source: Source = SHARED,
     now: float | None = None,
     deferrable: Collection[str] = frozenset(),
+    limits: Limits = Limits(),  # noqa: B008 - frozen
 ) -> Report:
     """`source`: the inbound stream the entries were read from (default: the shared
-    development stream); `now`: unix time for signature checks (default: the clock);
-    `deferrable`: entry ids that may wait for their client's enrolment (fate
-    "deferred": the caller leaves them pending, to be retried by the claimer)."""
+    development stream); `now`: unix time for signature checks and the time window
+    (default: the clock); `deferrable`: entry ids that may wait for their client's
+    enrolment (fate "deferred": the caller leaves them pending, to be retried by the
+    claimer); `limits`: what intake accepts."""
     fates: dict[str, Fate] = {}
     outcomes: dict[str, str] = {}
     letters: list[DeadLetter] = []
     pending: list[tuple[Entry, InboundEvent]] = []
     for entry in entries:
-        parsed = parse_entry(entry, source, now)
+        parsed = parse_entry(entry, source, now, limits)
         if isinstance(parsed, DeadLetter):
             letters.append(parsed)
         else:
@@ -207,24 +192,37 @@ async def _round(
     commits: list[tuple[Entry, InboundEvent, Commit, str | None]] = []
     for entry, event in pending:
         snap = snapshots[event.client_id]
-        ids = _ids(event)
+        ids = event_ids(event)
         event_id = ids["event_id"]
         if (denied := check_owner(snap.owner, event.clinic_id, ids)) is not None:
-            letters.append(refused(entry, source, denied, entry.fields[b"event"]))
+            letters.append(refused(entry.entry_id, source, denied, _raw(entry)))
             continue
+        if snap.unreadable is not None:
+            letters.append(DeadLetter(entry.entry_id, snap.unreadable, _raw(entry)))
+            continue
+        digest = content_digest(event)
         if event_id in snap.processed:
-            fates[entry.entry_id] = "duplicate"
+            if snap.digests.get(event_id, digest) != digest:
+                letters.append(_reused(entry, event_id))
+            else:
+                fates[entry.entry_id] = "duplicate"
             continue
         if isinstance(event, ClientContactUpdated):
             contact = event.model_dump_json(
                 include={"channel", "address", "locale", "quiet_hours"}
             )
-            result = await store.store_contact(event.client_id, event.clinic_id, event_id, contact)
+            result = await store.store_contact(
+                event.client_id, event.clinic_id, event_id, contact, digest
+            )
             if result == "foreign":  # another clinic took the client meanwhile
                 letters.append(_foreign(entry, source, event))
                 continue
+            if result == "reused":
+                letters.append(_reused(entry, event_id))
+                continue
             fates[entry.entry_id] = "duplicate" if result == "duplicate" else "applied"
             snap.processed.add(event_id)
+            snap.digests[event_id] = digest
             snap.owner = snap.owner or event.clinic_id
             continue
         if (
@@ -239,18 +237,21 @@ async def _round(
             snap.state = snap.state.model_copy(update={"log": (*committed, *snap.state.log)})
         try:
             decision = _decide(snap, event, protocols)
+            commit = _commit_for(snap, event, event_id, digest, decision, entry.trace)
         except NotEnrolledYet as refusal:
             # With several gatekeepers, a client's first session can be read before
             # its enrolment is applied: wait for it (bounded by max deliveries).
             if entry.entry_id in deferrable:
                 fates[entry.entry_id] = "deferred"
             else:
-                letters.append(DeadLetter(entry.entry_id, refusal.reason, entry.fields[b"event"]))
+                letters.append(DeadLetter(entry.entry_id, refusal.reason, _raw(entry)))
             continue
         except Rejected as refusal:
-            letters.append(DeadLetter(entry.entry_id, refusal.reason, entry.fields[b"event"]))
+            letters.append(DeadLetter(entry.entry_id, refusal.reason, _raw(entry)))
             continue
-        commit = _commit_for(snap, event, event_id, decision, entry.trace)
+        except Exception as exc:  # one entry's failure is its own
+            letters.append(_failed(entry, "evaluate", exc))
+            continue
         outcome = decision.evaluation.outcome if decision.evaluation else None
         commits.append((entry, event, commit, outcome))
         # Later events of this client in the same batch build on this one.
@@ -258,21 +259,28 @@ async def _round(
         snap.version += 1
         snap.audit_head = commit.audit_hash
         snap.processed.add(event_id)
+        snap.digests[event_id] = digest
         snap.owner = snap.owner or event.clinic_id
 
     results = await store.commit([c for _, _, c, _ in commits])
     retry: list[tuple[Entry, InboundEvent]] = []
     conflicted: set[str] = set()
-    for (entry, event, _, decided), result in zip(commits, results, strict=True):
-        if result == "foreign":  # another clinic took the client meanwhile
+    for (entry, event, _, decided), step_result in zip(commits, results, strict=True):
+        if isinstance(step_result, ResponseError):  # the step failed on its own (not Redis)
+            letters.append(_failed(entry, "store", step_result))
+            conflicted.add(event.client_id)  # later steps built on this one: decide again
+        elif step_result == "foreign":  # another clinic took the client meanwhile
             letters.append(_foreign(entry, source, event))
             conflicted.add(event.client_id)  # later steps built on this one: decide again
-        elif result == "conflict" or event.client_id in conflicted:
+        elif step_result == "reused":  # another gatekeeper applied the id meanwhile
+            letters.append(_reused(entry, str(event.event_id)))
+            conflicted.add(event.client_id)
+        elif step_result == "conflict" or event.client_id in conflicted:
             # Once one step of a client conflicts, its later steps in this batch were
             # built on a state that does not exist: decide them all again.
             conflicted.add(event.client_id)
             retry.append((entry, event))
-        elif result == "duplicate":
+        elif step_result == "duplicate":
             fates[entry.entry_id] = "duplicate"
         else:
             fates[entry.entry_id] = "applied"
@@ -301,6 +309,7 @@ def _commit_for(
     snap: Snapshot,
     event: InboundEvent,
     event_id: str,
+    digest: str,
     decision: Decision,
     trace: Mapping[str, str],
 ) -> Commit:
@@ -326,6 +335,7 @@ def _commit_for(
         audit_entry=entry_json,
         audit_hash=entry_hash,
         decision=decision_json,
+        digest=digest,
         clinic_id=event.clinic_id,
         decision_fields=tuple(item for pair in trace.items() for item in pair),
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import hiredis
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
@@ -28,13 +29,15 @@ from redis.typing import EncodableT, FieldT
 from rehabgate.schemas.inbound import INBOUND_ADAPTER, ClientContactUpdated, ClientEnrolled
 from rehabgate.schemas.streams import INBOUND, INBOUND_DEAD_LETTER, SECURITY_EVENTS
 from rehabgate.services.common.connections import ClusterClient, RedisClient
+from rehabgate.services.common.dead_letters import RAW_KEPT_BYTES, DeadLetters, Letter
 from rehabgate.services.common.keys import ClientKeys
 
 from .audit.codec import decode_entry, encode_entry
 from .domain.history import ClientState, ProgressEvent
 
-#: 'foreign': the client belongs to another clinic (checked atomically, in the step).
-CommitResult = Literal["applied", "duplicate", "conflict", "foreign"]
+#: 'foreign': the client belongs to another clinic (checked atomically, in the step);
+#: 'reused': the event id was applied before with other content.
+CommitResult = Literal["applied", "duplicate", "conflict", "foreign", "reused"]
 GENESIS = "0" * 64
 #: A script argument as the store passes it.
 ScriptArg = str | int | bytes
@@ -49,8 +52,12 @@ class Snapshot:
     version: int
     audit_head: str
     processed: set[str] = field(default_factory=set)
+    #: Content digests of the applied ones among the batch's event ids (where kept).
+    digests: dict[str, str] = field(default_factory=dict)
     #: The clinic the client belongs to (its first writer); None for a new client.
     owner: str | None = None
+    #: Why the stored state cannot be read (its events are dead-lettered), or None.
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,12 +76,16 @@ class Commit:
     decision: str | None
     #: The event's clinic: the step refuses it when the client belongs to another.
     clinic_id: str
+    #: The event's content digest (intake.content_digest), kept beside its marker.
+    digest: str
     #: Extra field/value pairs of the decision's stream entry (its trace context).
     decision_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class DeadLetter:
+    """An entry refused with a reason the sender can act on."""
+
     entry_id: str
     reason: str
     raw: bytes
@@ -110,13 +121,16 @@ def events_in_audit(entries: Iterable[Mapping[bytes, bytes]]) -> tuple[ProgressE
 
 
 class RedisClientStore:
-    def __init__(self, redis: RedisClient, partitions: int) -> None:
+    def __init__(
+        self, redis: RedisClient, partitions: int, raw_kept: int = RAW_KEPT_BYTES
+    ) -> None:
         self.redis = redis
         self.partitions = partitions
         here = Path(__file__).parent
         self._load = redis.register_script((here / "load_step.lua").read_text())
         self._commit = redis.register_script((here / "commit_step.lua").read_text())
         self._contact = redis.register_script((here / "contact_step.lua").read_text())
+        self._dead_letters = DeadLetters(redis, INBOUND_DEAD_LETTER, raw_kept)
 
     def keys(self, client_id: str) -> ClientKeys:
         return ClientKeys.of(client_id, self.partitions)
@@ -134,7 +148,11 @@ class RedisClientStore:
             self._load,
             [
                 (
-                    [k for keys, _ in clients for k in (keys.state, keys.processed, keys.owner)],
+                    [
+                        k
+                        for keys, _ in clients
+                        for k in (keys.state, keys.processed, keys.owner, keys.digests)
+                    ],
                     [a for _, ids in clients for a in (str(len(ids)), *ids)],
                 )
                 for clients in by_partition.values()
@@ -142,26 +160,43 @@ class RedisClientStore:
         )
         snapshots = {}
         for clients, reply in zip(by_partition.values(), replies, strict=True):
-            for (keys, event_ids), (raw_state, version, head, owner, flags) in zip(
+            for (keys, event_ids), (raw_state, version, head, owner, flags, digests) in zip(
                 clients, reply, strict=True
             ):
-                state = ClientState.model_validate_json(raw_state) if raw_state else None
+                state, unreadable = None, None
+                if raw_state:
+                    try:
+                        state = ClientState.model_validate_json(raw_state)
+                    except ValidationError:
+                        unreadable = "the client's stored state cannot be read"
                 snapshots[keys.client_id] = Snapshot(
                     keys=keys,
                     state=state,
                     version=int(version or 0),
                     audit_head=head.decode() if head else GENESIS,
                     processed={e for e, seen in zip(event_ids, flags, strict=True) if seen},
+                    digests={e: d.decode() for e, d in zip(event_ids, digests, strict=True) if d},
                     owner=owner.decode() if owner else (state.clinic_id if state else None),
+                    unreadable=unreadable,
                 )
         return snapshots
 
-    async def commit(self, commits: Sequence[Commit]) -> list[CommitResult]:
+    async def commit(self, commits: Sequence[Commit]) -> list[CommitResult | ResponseError]:
+        """Each commit's result, in order; a step that failed with an error of its own
+        (not the server's state: see `transient`) is returned as that error, so it
+        fails alone."""
         if not commits:
             return []
         calls: list[tuple[list[str], list[ScriptArg]]] = [
             (
-                [c.keys.state, c.keys.processed, c.keys.audit, c.keys.evaluated, c.keys.owner],
+                [
+                    c.keys.state,
+                    c.keys.processed,
+                    c.keys.audit,
+                    c.keys.evaluated,
+                    c.keys.owner,
+                    c.keys.digests,
+                ],
                 [
                     c.event_id,
                     c.expected_version,
@@ -171,15 +206,20 @@ class RedisClientStore:
                     c.audit_hash,
                     c.clinic_id,
                     c.decision or "",
+                    c.digest,
                     *c.decision_fields,
                 ],
             )
             for c in commits
         ]
-        return [r.decode() for r in await self._run(self._commit, calls)]
+        replies = await self._run(self._commit, calls, own_errors=True)
+        return [r if isinstance(r, ResponseError) else r.decode() for r in replies]
 
     async def _run(
-        self, script: AsyncScript, calls: Sequence[tuple[Sequence[str], Sequence[ScriptArg]]]
+        self,
+        script: AsyncScript,
+        calls: Sequence[tuple[Sequence[str], Sequence[ScriptArg]]],
+        own_errors: bool = False,
     ) -> list[Any]:
         """Run `script` once per (keys, args) call, in order, in one round trip per
         server; its replies in the same order.
@@ -191,7 +231,10 @@ class RedisClientStore:
         the calls are grouped by the node that owns their keys (every call's keys
         share one slot) and each group is packed the same way, through a plain
         client of that node (connections.py); the groups run concurrently, and the
-        calls of one client stay in order on one connection."""
+        calls of one client stay in order on one connection.
+
+        An error reply raises (the batch stays pending) when it is transient or
+        `own_errors` is false; otherwise it is returned in its call's place."""
         if isinstance(self.redis, Redis):
             replies = await _run_packed(self.redis, script, calls)
         elif isinstance(self.redis, ClusterClient):
@@ -199,7 +242,7 @@ class RedisClientStore:
         else:  # a cluster client built elsewhere: one call at a time, in order
             replies = [await script(keys=k, args=a, client=self.redis) for k, a in calls]
         for reply in replies:
-            if isinstance(reply, ResponseError):
+            if isinstance(reply, ResponseError) and (not own_errors or transient(reply)):
                 raise reply  # the batch stays pending; the steps are idempotent
         return replies
 
@@ -246,39 +289,42 @@ class RedisClientStore:
         return events_in_audit(fields for _, fields in entries)
 
     async def store_contact(
-        self, client_id: str, clinic_id: str, event_id: str, contact_json: str
+        self, client_id: str, clinic_id: str, event_id: str, contact_json: str, digest: str
     ) -> str:
-        """'applied', 'duplicate', or 'foreign' (the client belongs to another clinic)."""
+        """'applied', 'duplicate', 'reused' (the id came before with other content) or
+        'foreign' (the client belongs to another clinic)."""
         keys = self.keys(client_id)
         result: bytes = await self._contact(
-            keys=[keys.processed, keys.contact, keys.owner],
-            args=[event_id, contact_json, clinic_id],
+            keys=[keys.processed, keys.contact, keys.owner, keys.digests],
+            args=[event_id, contact_json, clinic_id, digest],
         )
         return result.decode()
 
     async def dead_letter(self, letters: Iterable[DeadLetter], stream: str = INBOUND) -> None:
-        """Move refused entries to the dead-letter stream with reason and raw payload,
-        and record those that are security events (ids and reason, no payload).
-        The caller acks them with the rest of the batch."""
-        pipe = self.redis.pipeline(transaction=False)
-        at = datetime.now(UTC).isoformat()
+        """Move refused entries to the dead-letter stream (reason, a bounded prefix of
+        the raw payload, its size and hash), once per entry, and record those that
+        are security events (ids and reason, no payload). The caller acks them with
+        the rest of the batch."""
+        at = datetime.now(UTC)
         for letter in letters:
-            if letter.security is not None:
-                event: dict[FieldT, EncodableT] = {k: v for k, v in letter.security.items()}
-                event["at"] = at
-                pipe.xadd(SECURITY_EVENTS, event)
-            pipe.xadd(
-                INBOUND_DEAD_LETTER,
-                {
-                    "reason": letter.reason,
-                    "raw": letter.raw,
-                    "source_stream": stream,
-                    "source_id": letter.entry_id,
-                    "dead_lettered_at": at,
-                },
+            written = await self._dead_letters.write(
+                Letter(stream, letter.entry_id, letter.reason, letter.raw), at
             )
-        await pipe.execute()
+            if written and letter.security is not None:
+                event: dict[FieldT, EncodableT] = {k: v for k, v in letter.security.items()}
+                event["at"] = at.isoformat()
+                await self.redis.xadd(SECURITY_EVENTS, event)
 
+
+def transient(error: ResponseError) -> bool:
+    """Whether an error reply is the server's state (retry the batch later) rather
+    than the step's own failure (dead-letter that entry alone)."""
+    return str(error).startswith(_TRANSIENT) or isinstance(error, NoScriptError)
+
+
+#: Error replies of a server that is loading, busy, out of memory, read-only or
+#: moving slots: nothing about the entry itself.
+_TRANSIENT = ("LOADING", "BUSY", "OOM", "READONLY", "MASTERDOWN", "NOREPLICAS", "MISCONF")
 
 #: Error replies that mean "this node does not serve that slot (now)".
 _REDIRECTS = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")

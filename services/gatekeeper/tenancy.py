@@ -16,10 +16,11 @@ is read as before and the payload's clinic is believed: a trusted network only.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from pydantic_core import from_json
 
 from rehabgate.schemas.streams import INBOUND, clinic_inbound_stream
 from rehabgate.services.common.settings import Settings
@@ -125,8 +126,8 @@ def claimed_ids(body: bytes) -> dict[str, str]:
     """The ids a payload claims, for a security event; only values that look like ids
     (so nothing an attacker writes there is copied as free text)."""
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        document = from_json(body)  # a depth limit, never a RecursionError
+    except ValueError:
         return {}
     if not isinstance(document, dict):
         return {}

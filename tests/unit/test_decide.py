@@ -511,7 +511,7 @@ def test_deciding_the_same_history_twice_gives_identical_decisions():
     assert set(outcomes(first)) == {"unlocked", "held", "flagged", "regressed"}
 
 
-def test_the_decision_id_is_derived_from_the_causing_event_id_only():
+def test_the_decision_id_is_derived_from_the_causing_event_and_its_client_only():
     session = a_session(occurred_at=at(days=1, hours=18), pain_during=6)
 
     at_1 = decide(ACHILLES, enrolled(), session).evaluation
@@ -521,7 +521,7 @@ def test_the_decision_id_is_derived_from_the_causing_event_id_only():
     assert at_1 is not None
     assert at_2 is not None
     assert other is not None
-    expected = uuid5(DECISION_NAMESPACE, str(session.event_id))
+    expected = uuid5(DECISION_NAMESPACE, f"clinic-01/client-0001/{session.event_id}")
     assert at_1.decision_id == at_2.decision_id == expected
     assert at_1.event_id == expected
     assert at_1.to_stage != at_2.to_stage  # different states, same id
@@ -534,7 +534,22 @@ def test_the_enrolment_decision_id_is_derived_from_the_enrolment_event_id():
     evaluation = enroll(ACHILLES, None, enrolment).evaluation
 
     assert evaluation is not None
-    assert evaluation.decision_id == uuid5(DECISION_NAMESPACE, str(enrolment.event_id))
+    assert evaluation.decision_id == uuid5(
+        DECISION_NAMESPACE, f"{enrolment.clinic_id}/{enrolment.client_id}/{enrolment.event_id}"
+    )
+
+
+def test_two_clients_events_with_one_event_id_get_different_decision_ids():
+    """A reused event id across clients must not collide in the notifier's ledger."""
+    first = an_enrolment()
+    second = first.model_copy(update={"client_id": "client-2"})
+
+    one = enroll(ACHILLES, None, first).evaluation
+    two = enroll(ACHILLES, None, second).evaluation
+
+    assert one is not None
+    assert two is not None
+    assert one.decision_id != two.decision_id
 
 
 # --- properties ----------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from uuid import UUID, uuid5
 
 from rehabgate.schemas.inbound import (
@@ -37,7 +37,15 @@ from .protocol import Protocol, Stage
 #: Namespace of decision ids: uuid5(namespace, causing event id).
 DECISION_NAMESPACE = UUID("6c1f4a52-4a4e-4f0e-9a55-3b8f1f1c2b7e")
 
-__all__ = ["DECISION_NAMESPACE", "Decision", "ProgressEvent", "decide", "enroll", "replay"]
+__all__ = [
+    "DECISION_NAMESPACE",
+    "Decision",
+    "ProgressEvent",
+    "decide",
+    "decision_id_of",
+    "enroll",
+    "replay",
+]
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,12 @@ def enroll(protocol: Protocol, existing: ClientState | None, event: ClientEnroll
     )
 
 
+def decision_id_of(cause: ClientEnrolled | ProgressEvent) -> UUID:
+    """A decision's id, from its cause: unique per client even when two clients'
+    events share an event id (the notifier's ledger is keyed by it)."""
+    return uuid5(DECISION_NAMESPACE, f"{cause.clinic_id}/{cause.client_id}/{cause.event_id}")
+
+
 def decide(protocol: Protocol, state: ClientState, event: ProgressEvent) -> Decision:
     """Record the event in the client's history and decide what it means.
 
@@ -96,10 +110,22 @@ def decide(protocol: Protocol, state: ClientState, event: ProgressEvent) -> Deci
         raise Rejected("event is for another client than this state")
     if state.knows(event):
         return Decision(state, None)
+    if event.occurred_at < (enrolled := enrolled_at(state.enrolment)):
+        raise Rejected(
+            f"occurred_at {event.occurred_at.isoformat()} is before the client's enrolment "
+            f"({enrolled.isoformat()})"
+        )
     if state.is_late(event):
         return _late(protocol, state, event)
     decision = _apply(protocol, state, event)
     return Decision(decision.state.logged(event), decision.evaluation)
+
+
+def enrolled_at(enrolment: ClientEnrolled) -> datetime:
+    """The earliest a client's events may be dated: their start date in the earliest
+    time zone on Earth (UTC+14), or when the enrolment was recorded if earlier."""
+    start = datetime.combine(enrolment.start_date, time.min, tzinfo=UTC) - timedelta(hours=14)
+    return min(start, enrolment.occurred_at)
 
 
 def replay(
@@ -448,7 +474,7 @@ def _evaluated(
     index = protocol.stage_index(after.stage_id)
     stage = protocol.stages[index]
     cause_id = str(cause.event_id)
-    decision_id = uuid5(DECISION_NAMESPACE, cause_id)
+    decision_id = decision_id_of(cause)
     return ProgressionEvaluated(
         event_id=decision_id,
         decision_id=decision_id,
