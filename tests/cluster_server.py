@@ -40,7 +40,7 @@ class EmbeddedCluster:
         """Any node is a valid entry point: cluster clients discover the others."""
         return self.nodes[0].url
 
-    def start(self, timeout: float = 20.0) -> EmbeddedCluster:
+    def start(self, timeout: float = 60.0) -> EmbeddedCluster:
         try:
             for node in self.nodes:
                 node.start()

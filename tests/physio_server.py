@@ -64,7 +64,7 @@ def physio_server(redis_url: str, tokens: Mapping[str, str], log: Any = None) ->
     )
     thread = threading.Thread(target=server.run, name="physio-http", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("physio test server did not start")
@@ -73,7 +73,7 @@ def physio_server(redis_url: str, tokens: Mapping[str, str], log: Any = None) ->
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(timeout=20)
+        thread.join(timeout=60)
 
 
 def request(
@@ -85,7 +85,7 @@ def request(
 ) -> Reply:
     """One request, redirects not followed (the sign-in answers 303)."""
     parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=20)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
     sent = dict(headers or {})
     if token is not None:
         sent["Authorization"] = f"Bearer {token}"

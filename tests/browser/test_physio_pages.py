@@ -76,6 +76,7 @@ def page(site: Site, browser: Any) -> Iterator[Any]:
     (`site` first: its histories are built with asyncio.run, which cannot run once
     Playwright's sync API holds this thread's event loop.)"""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(60_000)  # a busy machine; Playwright's default is 30 s
     opened = context.new_page()
     opened.requests, opened.errors = [], []
     opened.on("request", lambda r: opened.requests.append(r.url))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from rehabgate.schemas.streams import (
 )
 from rehabgate.services.cli.stack import Stack
 from rehabgate.services.common.redis_server import server_binary
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -51,15 +51,6 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield running
 
 
-def wait_for(predicate: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 def entries_mentioning(r: redis.Redis, stream: str, needle: str) -> list[dict[bytes, bytes]]:
     return [f for _, f in r.xrange(stream) if any(needle.encode() in v for v in f.values())]
 
@@ -80,12 +71,14 @@ def test_readme_xadd_example_yields_a_decision_and_a_message(
         lambda: (
             len(found := entries_mentioning(sync_redis, evaluated_stream(0), client_id)) >= 2
             and found
-        )
+        ),
+        what="the two decisions",
     )
     outcomes = [json.loads(d[b"event"])["outcome"] for d in decisions]
     assert outcomes == ["unlocked", "held"]
     messages = wait_for(
-        lambda: entries_mentioning(sync_redis, client_messages_stream(0), client_id)
+        lambda: entries_mentioning(sync_redis, client_messages_stream(0), client_id),
+        what="the welcome message",
     )
     assert "Welcome" in json.loads(messages[0][b"message"])["title"]
 
@@ -103,9 +96,10 @@ def test_malformed_event_is_dead_lettered_and_the_next_one_processed(
     sync_redis.xadd(INBOUND, {"event": json.dumps(enrol)})
 
     letter = wait_for(lambda: [f for _, f in sync_redis.xrange(INBOUND_DEAD_LETTER)
-                               if f[b"source_id"] == bad_id])  # fmt: skip
+                               if f[b"source_id"] == bad_id], what="the dead letter")  # fmt: skip
     assert letter[0][b"reason"].startswith(b"malformed JSON")
-    wait_for(lambda: entries_mentioning(sync_redis, evaluated_stream(0), client_id))
+    wait_for(lambda: entries_mentioning(sync_redis, evaluated_stream(0), client_id),
+             what="the next event's decision")  # fmt: skip
     assert not stack.dead()
 
 
@@ -123,14 +117,20 @@ def test_logs_carry_ids_but_no_health_values_or_contact_details(
         {**base, "event_id": str(uuid.uuid4()), "event_type": "client.contact.updated",
          "channel": "email", "address": CANARY_ADDRESS, "nickname": "Canary Person"},
     ]  # fmt: skip
-    for e in events:
-        sync_redis.xadd(INBOUND, {"event": json.dumps(e)})
+    entry_ids = [sync_redis.xadd(INBOUND, {"event": json.dumps(e)}).decode() for e in events]
     wait_for(lambda: len([f for _, f in sync_redis.xrange(INBOUND_DEAD_LETTER)
-                          if client_id.encode() in f[b"raw"]]) == 2)  # fmt: skip
-    time.sleep(0.5)  # let the batch's log line be written
-
+                          if client_id.encode() in f[b"raw"]]) == 2,
+             what="both dead letters")  # fmt: skip
+    # The gatekeeper logs each entry's fate once it has handled it: every line about
+    # these entries is written once the last of them is in the log.
     assert stack.log_dir is not None
-    text = "\n".join(p.read_text() for p in stack.log_dir.glob("*.log"))
+    log_dir = stack.log_dir
+
+    def logged() -> str | None:
+        text = "\n".join(p.read_text() for p in log_dir.glob("*.log"))
+        return text if all(f'"entry_id": "{i}"' in text for i in entry_ids) else None
+
+    text = wait_for(logged, what="the gatekeeper's line for each entry")
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]
     assert lines, "services wrote no log lines"
     assert all("event" in line and "timestamp" in line for line in lines)
@@ -171,7 +171,8 @@ def test_an_entry_that_is_not_utf8_is_dead_lettered_not_left_pending(
     bad_id = sync_redis.xadd(INBOUND, {"event": b'{"event_type": "\xff\xfe"}', b"\xc3": b"\xff"})
 
     letter = wait_for(lambda: [f for _, f in sync_redis.xrange(INBOUND_DEAD_LETTER)
-                               if f[b"source_id"] == bad_id])  # fmt: skip
+                               if f[b"source_id"] == bad_id], what="the dead letter")  # fmt: skip
     assert letter[0][b"reason"].startswith(b"malformed JSON")
     assert letter[0][b"raw"] == b'{"event_type": "\xff\xfe"}'
-    wait_for(lambda: sync_redis.xpending(INBOUND, "gatekeeper")["pending"] == 0)
+    wait_for(lambda: sync_redis.xpending_range(INBOUND, "gatekeeper", bad_id, bad_id, 1) == [],
+             what="the entry acknowledged")  # fmt: skip

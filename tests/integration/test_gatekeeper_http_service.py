@@ -8,9 +8,7 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +20,9 @@ from rehabgate.services.cli.health import check
 from rehabgate.services.common.redis_server import free_port
 from tests.audit_histories import rich_history
 from tests.physio_server import request
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def gatekeeper(redis_url: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
@@ -42,6 +32,16 @@ def gatekeeper(redis_url: str, log: Path, **env: str) -> subprocess.Popen[bytes]
             env={**os.environ, "REDIS_URL": redis_url, "REHABGATE_LOG_JSON": "true", **env},
             stdout=out, stderr=out,
         )  # fmt: skip
+
+
+def stopped(process: subprocess.Popen[bytes]) -> int:
+    """Its exit code after SIGTERM; killed (and the test failed) if it hangs."""
+    try:
+        return process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
 
 
 def test_gatekeeper_serves_what_it_applied_and_stops_cleanly(
@@ -58,7 +58,9 @@ def test_gatekeeper_serves_what_it_applied_and_stops_cleanly(
     )
     second = None
     try:
-        wait_for(lambda: check(redis_url, "gatekeeper", f"http-a-{run}")[0])
+        wait_for(
+            lambda: check(redis_url, "gatekeeper", f"http-a-{run}")[0], what="a healthy gatekeeper"
+        )
         events = rich_history(client, clinic)
         for e in events:
             sync_redis.xadd(INBOUND, {"event": json.dumps(e)})
@@ -69,7 +71,7 @@ def test_gatekeeper_serves_what_it_applied_and_stops_cleanly(
             body = json.loads(reply.body) if reply.status == 200 else None
             return body if body and body["total"] == len(events) else None
 
-        history = wait_for(applied)
+        history = wait_for(applied, what="the whole history applied")
         assert history["chain"]["ok"] is True
         assert [i["seq"] for i in history["items"]] == list(range(1, len(events) + 1))
         assert request(url).status == 401
@@ -77,16 +79,18 @@ def test_gatekeeper_serves_what_it_applied_and_stops_cleanly(
         second = gatekeeper(
             redis_url, tmp_path / "second.log", REHABGATE_CONSUMER=f"http-b-{run}", **env
         )
-        wait_for(lambda: check(redis_url, "gatekeeper", f"http-b-{run}")[0])
+        wait_for(lambda: check(redis_url, "gatekeeper", f"http-b-{run}")[0],
+                 what="the second gatekeeper healthy")  # fmt: skip
+        wait_for(lambda: '"event": "http_unavailable"' in (tmp_path / "second.log").read_text(),
+                 what="the second gatekeeper to report its port taken")  # fmt: skip
         assert second.poll() is None
-        assert '"event": "http_unavailable"' in (tmp_path / "second.log").read_text()
     finally:
         for process in (first, second):
             if process is not None and process.poll() is None:
                 process.terminate()
-    assert first.wait(timeout=30) == 0, (tmp_path / "first.log").read_text()[-3000:]
+    assert stopped(first) == 0, (tmp_path / "first.log").read_text()[-3000:]
     assert second is not None
-    assert second.wait(timeout=30) == 0, (tmp_path / "second.log").read_text()[-3000:]
+    assert stopped(second) == 0, (tmp_path / "second.log").read_text()[-3000:]
     log = (tmp_path / "first.log").read_text()
     assert '"event": "http_listening"' in log
     assert token not in log

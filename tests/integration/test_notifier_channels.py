@@ -7,7 +7,6 @@ processed twice, and the receipt that says so."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -42,6 +41,7 @@ from tests.integration.receivers import (
     smtp_server,
     webhook_server,
 )
+from tests.waiting import wait_for_async
 
 pytestmark = pytest.mark.integration
 KEY = os.urandom(32)
@@ -279,10 +279,7 @@ async def test_the_outbox_loop_sends_external_messages_off_the_batch_handler(
     fates = await process_decisions([entry(a_decision(client))], n, send_external=False)
     loop.start()
     try:
-        for _ in range(100):
-            if await receipts(async_redis, p):
-                break
-            await asyncio.sleep(0.05)
+        await wait_for_async(lambda: receipts(async_redis, p), every=0.05, what="a receipt")
     finally:
         await loop.stop()
 

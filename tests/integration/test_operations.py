@@ -6,7 +6,6 @@ stop it, destroy consumer groups, or need counters no other test moved."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -35,7 +34,7 @@ from rehabgate.services.common.redis_server import EmbeddedRedis, free_port
 from rehabgate.services.common.settings import Settings
 from rehabgate.services.gatekeeper.app import create_app as gatekeeper_app
 from tests.events import checkin, enrolment, session, unique_client
-from tests.waiting import wait_for
+from tests.waiting import wait_for, wait_for_async
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DASHBOARD = Path(__file__).resolve().parents[2] / "ops/grafana/dashboards/rehabgate.json"
@@ -73,7 +72,8 @@ def running(tmp_path: Path) -> Iterator[tuple[Running, EmbeddedRedis]]:
     try:
         with services.stack:
             for service in ("gatekeeper", "notifier"):
-                wait_for(lambda s=service: services.ready(s) == (200, {"ready": True}))
+                wait_for(lambda s=service: services.ready(s) == (200, {"ready": True}),
+                         what=f"the {service} ready")  # fmt: skip
             yield services, server
     finally:
         server.stop()
@@ -94,7 +94,7 @@ def test_metrics_count_a_real_flow(running: tuple[Running, EmbeddedRedis]) -> No
         decided = sum(totals(gatekeeper, "rehabgate_decisions_total").values())
         return (gatekeeper, notifier) if decided == 3 and backlog == [{"": 0}] * 2 else None
 
-    gatekeeper, notifier = wait_for(settled)
+    gatekeeper, notifier = wait_for(settled, what="every decision counted and handled")
     assert r.xlen(evaluated_stream(0)) == 3
     decisions = totals(gatekeeper, "rehabgate_decisions_total", "outcome")
     assert decisions["unlocked"] == 1  # the enrolment's welcome
@@ -129,7 +129,8 @@ def test_not_ready_while_redis_is_away_and_ready_again_after(
     services, server = running
     server.stop()
     for service in ("gatekeeper", "notifier"):
-        answer = wait_for(lambda s=service: (a := services.ready(s)) and a[0] == 503 and a)
+        answer = wait_for(lambda s=service: (a := services.ready(s)) and a[0] == 503 and a,
+                          what=f"the {service} not ready")  # fmt: skip
         assert answer == (503, {"ready": False, "failed": ["redis unreachable"]})
         assert health(services.ports[service], "/health/live") == (200, {"live": True})
     assert not services.stack.dead()
@@ -137,7 +138,8 @@ def test_not_ready_while_redis_is_away_and_ready_again_after(
     # The same server back (its AOF keeps the consumer groups): ready again.
     server.start()
     for service in ("gatekeeper", "notifier"):
-        wait_for(lambda s=service: services.ready(s) == (200, {"ready": True}))
+        wait_for(lambda s=service: services.ready(s) == (200, {"ready": True}),
+                 what=f"the {service} ready again")  # fmt: skip
 
 
 async def test_not_ready_once_a_subscriber_stopped(tmp_path: Path) -> None:
@@ -153,11 +155,11 @@ async def test_not_ready_once_a_subscriber_stopped(tmp_path: Path) -> None:
         seen: list[httpx.Response] = []
 
         async def ready_until(status: int) -> None:
-            for _ in range(100):
+            async def answered() -> bool:
                 seen.append(await http.get("/health/ready"))
-                if seen[-1].status_code == status:
-                    return
-                await asyncio.sleep(0.1)
+                return seen[-1].status_code == status
+
+            await wait_for_async(answered, what=f"/health/ready to answer {status}")
 
         async def lose_the_group() -> None:
             async with app.start_lifespan_context(), http:
@@ -188,7 +190,7 @@ def test_demo_prints_non_zero_decision_and_delivery_counters(tmp_path: Path) -> 
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # its own Redis
     done = subprocess.run(
         [sys.executable, "-m", "rehabgate.services.cli.main", "demo"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180,
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     decisions = re.search(r"^/metrics gatekeeper rehabgate_decisions_total: (.+)$",

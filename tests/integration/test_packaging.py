@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import tomllib
 import uuid
 import zipfile
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from rehabgate.services.cli.health import check
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,13 +82,18 @@ def test_faststream_run_resolves_the_app_and_it_reports_healthy(
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 20
-        healthy, detail = False, ""
-        while not healthy and time.monotonic() < deadline and process.poll() is None:
-            healthy, detail = check(redis_url, service, consumer)
-            time.sleep(0.2)
+        # Healthy, or exited (then its stderr below says why).
+        def settled() -> tuple[bool, str] | None:
+            answer = check(redis_url, service, consumer)
+            return answer if answer[0] or process.poll() is not None else None
+
+        healthy, detail = wait_for(settled, every=0.2, what=f"the {service} healthy")
         assert healthy, detail
     finally:
         process.terminate()
-        _, err = process.communicate(timeout=20)
+        try:
+            _, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
     assert process.returncode == 0, err.decode()[-2000:]

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,7 @@ def test_promtool_accepts_the_shipped_configuration() -> None:
 
 
 def _query(base: str, expr: str) -> list[dict[str, Any]]:
-    reply = httpx.get(f"{base}/api/v1/query", params={"query": expr}, timeout=5).json()
+    reply = httpx.get(f"{base}/api/v1/query", params={"query": expr}, timeout=30).json()
     assert reply["status"] == "success", (expr, reply)
     result: list[dict[str, Any]] = reply["data"]["result"]
     return result
@@ -87,7 +86,7 @@ def prometheus_scraping_services(tmp_path: Path) -> Iterator[tuple[str, str]]:
                 yield f"http://127.0.0.1:{web}", server.url
             finally:
                 prometheus.terminate()
-                prometheus.wait(timeout=10)
+                prometheus.wait(timeout=60)
     finally:
         server.stop()
 
@@ -103,15 +102,19 @@ def test_a_real_prometheus_scrapes_both_services_and_answers_every_dashboard_que
     r.xadd(INBOUND, {"event": "{not json"})  # a dead letter, for its panel
 
     def targets_up() -> bool:
-        reply = httpx.get(f"{base}/api/v1/targets", timeout=5).json()
+        reply = httpx.get(f"{base}/api/v1/targets", timeout=30).json()
         active = reply["data"]["activeTargets"]
         return len(active) == 2 and all(t["health"] == "up" for t in active)
 
-    wait_for(lambda: (_reachable(base) and targets_up()) or None, timeout=60)
-    decided = wait_for(lambda: _query(base, "sum(rehabgate_decisions_total)") or None, timeout=30)
+    wait_for(lambda: (_reachable(base) and targets_up()) or None, timeout=120,
+             what="Prometheus up with both targets")  # fmt: skip
+    decided = wait_for(
+        lambda: _query(base, "sum(rehabgate_decisions_total)") or None, what="the decisions"
+    )
     assert float(decided[0]["value"][1]) == 3
     delivered = wait_for(
-        lambda: _query(base, 'sum(rehabgate_deliveries_total{result="delivered"})') or None
+        lambda: _query(base, 'sum(rehabgate_deliveries_total{result="delivered"})') or None,
+        what="the deliveries",
     )
     assert float(delivered[0]["value"][1]) >= 1
 
@@ -120,10 +123,11 @@ def test_a_real_prometheus_scrapes_both_services_and_answers_every_dashboard_que
                    for p in json.loads(DASHBOARD.read_text())["panels"]
                    for t in p.get("targets", [])]  # fmt: skip
     assert len(expressions) >= 8
-    deadline = time.monotonic() + 30
-    while unanswered := [e for e in expressions if not _query(base, e)]:
-        assert time.monotonic() < deadline, f"no series for {unanswered}"
-        time.sleep(0.5)
+    wait_for(
+        lambda: not [e for e in expressions if not _query(base, e)],
+        every=0.5,
+        what="a series for every panel's query",
+    )
 
 
 def _reachable(base: str) -> bool:

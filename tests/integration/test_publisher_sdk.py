@@ -44,6 +44,7 @@ from rehabgate.services.gatekeeper.protocol_files import load_protocols
 from rehabgate.services.gatekeeper.store import RedisClientStore
 from rehabgate.services.gatekeeper.tenancy import SHARED, Source
 from tests.events import T0, unique_client
+from tests.waiting import wait_for_async
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,8 +150,8 @@ def test_gatekeeper_accepts_sdk_events_and_wait_returns_each_decision(
     with Publisher(redis_url) as publisher:
         sent = [publisher.publish(enrolment), publisher.publish(session)]
         report = gatekeep_sync(redis_url, sent)
-        decided = publisher.wait_for_decision(session, timeout=5)
-        enrolled = publisher.wait_for_decision(enrolment.event_id, timeout=5)
+        decided = publisher.wait_for_decision(session, timeout=60)
+        enrolled = publisher.wait_for_decision(enrolment.event_id, timeout=60)
 
     assert [report.fates[e] for e in sent] == ["applied", "applied"]
     assert isinstance(decided, ProgressionEvaluated)
@@ -167,7 +168,7 @@ def test_a_refused_event_comes_back_as_its_dead_letter(redis_url: str) -> None:
     with Publisher(redis_url) as publisher:
         entry_id = publisher.publish(stranger)
         gatekeep_sync(redis_url, [entry_id])
-        fate = publisher.wait_for_decision(str(stranger.event_id), timeout=5)
+        fate = publisher.wait_for_decision(str(stranger.event_id), timeout=60)
 
     assert isinstance(fate, DeadLetterInfo)
     assert fate.reason.startswith("unknown client")
@@ -183,7 +184,7 @@ def test_another_process_finds_a_fate_from_the_entry_id(redis_url: str) -> None:
     gatekeep_sync(redis_url, [entry_id])
 
     with Publisher(redis_url) as elsewhere:
-        fate = elsewhere.wait_for_decision(enrolment.event_id, timeout=5, after=entry_id)
+        fate = elsewhere.wait_for_decision(enrolment.event_id, timeout=60, after=entry_id)
     assert isinstance(fate, ProgressionEvaluated)
     assert fate.cause_event_id == enrolment.event_id
 
@@ -230,8 +231,8 @@ def test_signed_events_on_a_clinic_stream_are_accepted_or_come_back_refused(
     ):
         sent = [publisher.publish(enrolment), impostor.publish(forged)]
         report = gatekeep_sync(redis_url, sent, source)
-        accepted = publisher.wait_for_decision(enrolment, timeout=5)
-        refused = impostor.wait_for_decision(forged, timeout=5)
+        accepted = publisher.wait_for_decision(enrolment, timeout=60)
+        refused = impostor.wait_for_decision(forged, timeout=60)
 
     assert [report.fates[e] for e in sent] == ["applied", "dead_lettered"]
     assert isinstance(accepted, ProgressionEvaluated)
@@ -241,18 +242,29 @@ def test_signed_events_on_a_clinic_stream_are_accepted_or_come_back_refused(
     assert (refused.source_stream, refused.source_id) == (source.stream, sent[1])
 
 
-async def test_async_wait_blocks_until_the_gatekeeper_decides(async_redis: aredis.Redis) -> None:
+async def test_async_wait_blocks_until_the_gatekeeper_decides(
+    async_redis: aredis.Redis, redis_url: str
+) -> None:
     events, client = clinic(), unique_client()
     enrolment = events.client_enrolled(client, "achilles-tendinopathy@1", T0.date())
     checkin = events.checkin_logged(client, morning_pain=7, morning_stiffness=5, swelling=False)
-    async with AsyncPublisher(async_redis) as publisher:
+    name = f"sdk-wait-{uuid4().hex[:8]}"
+    own = aredis.Redis.from_url(redis_url, client_name=name)
+
+    async def blocked_in_xread() -> bool:
+        """The publisher's connection waits in XREAD on the server: it is waiting."""
+        return any(c["name"] == name and c["cmd"] == "xread" and "b" in c["flags"]
+                   for c in await async_redis.client_list())  # fmt: skip
+
+    async with AsyncPublisher(own) as publisher:
         sent = [await publisher.publish(enrolment), await publisher.publish(checkin)]
-        waiting = asyncio.create_task(publisher.wait_for_decision(checkin, timeout=10))
-        await asyncio.sleep(0.3)
+        waiting = asyncio.create_task(publisher.wait_for_decision(checkin, timeout=120))
+        await wait_for_async(blocked_in_xread, what="the publisher's XREAD to block")
         assert not waiting.done()
         await gatekeep(async_redis, sent)
         fate = await waiting
-        fates = [f async for f in publisher.fates(sent, timeout=5)]
+        fates = [f async for f in publisher.fates(sent, timeout=60)]
+    await own.aclose()
 
     assert isinstance(fate, ProgressionEvaluated)
     assert (fate.cause_event_id, fate.outcome) == (checkin.event_id, "flagged")
@@ -329,7 +341,7 @@ def test_node_example_publishes_events_the_gatekeeper_accepts(
     assert [report.outcomes[e] for e in entry_ids] == ["unlocked", "held"]
     assert [e.client_id for e in report.events.values()] == [client, client]
     with Publisher(redis_url) as publisher:
-        fate = publisher.wait_for_decision(published[1]["event_id"], after=entry_ids[0])
+        fate = publisher.wait_for_decision(published[1]["event_id"], 60, after=entry_ids[0])
     assert isinstance(fate, ProgressionEvaluated)
     assert fate.cause_event_id == UUID(published[1]["event_id"])
     assert fate.occurred_at.tzinfo is not None

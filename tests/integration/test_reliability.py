@@ -4,19 +4,16 @@ without losing their entries, and a lost consumer group costs nothing."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -43,19 +40,11 @@ from rehabgate.services.gatekeeper.process import Entry, process_batch
 from rehabgate.services.gatekeeper.protocol_files import load_protocols
 from rehabgate.services.gatekeeper.store import RedisClientStore
 from tests.events import checkin, enrolment, session, unique_client
+from tests.waiting import caught_up, wait_for, wait_for_async
 
 pytestmark = pytest.mark.integration
 PROTOCOLS = load_protocols()
 DAY_MS = 24 * 3600 * 1000
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 @contextmanager
@@ -73,7 +62,12 @@ def service(name: str, redis_url: str, log: Path, **env: str) -> Iterator[subpro
     finally:
         if process.poll() is None:
             process.terminate()
-            process.wait(timeout=20)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                raise
 
 
 def ensure_group(r: redis.Redis, stream: str, group: str) -> None:
@@ -112,7 +106,7 @@ def test_notifier_claimer_dead_letters_a_decision_after_max_deliveries(
             lambda: [
                 f for _, f in sync_redis.xrange(dead) if f[b"source_id"] == entry_id.encode()
             ],
-            timeout=60,
+            what="the dead letter",
         )
         assert notifier.poll() is None
 
@@ -287,11 +281,19 @@ async def test_pruning_deletes_idle_consumers_but_keeps_those_with_pending_entri
     await r.xreadgroup("g", "crashed", {stream: ">"}, count=1)  # still pending
     ((_, [(done_id, _)]),) = await r.xreadgroup("g", "finished", {stream: ">"}, count=1)
     await r.xack(stream, "g", done_id)
-    await asyncio.sleep(0.3)
+
+    async def finished_long_idle() -> bool:
+        consumers = {c["name"].decode(): c for c in await r.xinfo_consumers(stream, "g")}
+        return bool(consumers["finished"]["idle"] >= 2 * limit_ms)
+
+    # Idle by the server's clock, not a fixed sleep: "finished" well past the limit,
+    # then "recent" active, with the limit's whole width as margin for a slow machine.
+    limit_ms = 1500
+    await wait_for_async(finished_long_idle, every=0.2, what="an idle consumer")
     ((_, [(busy_id, _)]),) = await r.xreadgroup("g", "recent", {stream: ">"}, count=1)
     await r.xack(stream, "g", busy_id)
 
-    deleted = await prune_idle_consumers(r, stream, "g", min_idle_ms=200)
+    deleted = await prune_idle_consumers(r, stream, "g", min_idle_ms=limit_ms)
 
     assert deleted == ["finished"]
     consumers = {c["name"].decode(): c["pending"] for c in await r.xinfo_consumers(stream, "g")}
@@ -312,14 +314,14 @@ def test_lost_group_fails_health_exits_non_zero_and_a_restart_applies_each_event
     keys = ClientKeys.of(client, 1)
 
     with service("gatekeeper", redis_url, log, REHABGATE_CONSUMER=consumer) as first:
-        wait_for(lambda: check(redis_url, "gatekeeper", consumer)[0])
+        wait_for(lambda: check(redis_url, "gatekeeper", consumer)[0], what="a healthy gatekeeper")
         for e in events[:2]:
             sync_redis.xadd(INBOUND, {"event": json.dumps(e)})
-        wait_for(lambda: sync_redis.scard(keys.processed) == 2)
+        wait_for(lambda: sync_redis.scard(keys.processed) == 2, what="both events applied")
 
         sync_redis.xgroup_destroy(INBOUND, GATEKEEPER_GROUP)
 
-        assert first.wait(timeout=30) != 0
+        assert first.wait(timeout=120) != 0
     assert '"event": "consumer_group_lost"' in log.read_text()
     assert not check(redis_url, "gatekeeper", consumer)[0]
     sync_redis.xadd(INBOUND, {"event": json.dumps(events[2])})  # while it is down
@@ -329,8 +331,9 @@ def test_lost_group_fails_health_exits_non_zero_and_a_restart_applies_each_event
     # (claimer retries), so retry fast here.
     fast = {"REHABGATE_CLAIM_IDLE_MS": "200", "REHABGATE_MAX_DELIVERIES": "2"}
     with service("gatekeeper", redis_url, log, REHABGATE_CONSUMER=consumer, **fast) as second:
-        wait_for(lambda: check(redis_url, "gatekeeper", consumer)[0])
-        wait_for(lambda: caught_up(sync_redis, INBOUND, GATEKEEPER_GROUP), timeout=90)
+        wait_for(lambda: check(redis_url, "gatekeeper", consumer)[0], what="a healthy gatekeeper")
+        wait_for(lambda: caught_up(sync_redis, INBOUND, GATEKEEPER_GROUP), timeout=180,
+                 what="the recreated group to catch up")  # fmt: skip
         assert second.poll() is None
 
     assert second.returncode == 0
@@ -345,10 +348,3 @@ def test_lost_group_fails_health_exits_non_zero_and_a_restart_applies_each_event
     )  # fmt: skip
     assert causes == {e["event_id"]: 1 for e in events}
     assert sync_redis.xlen(keys.audit) == 3
-
-
-def caught_up(r: redis.Redis, stream: str, group: str) -> bool:
-    """The group has read everything in the stream and acknowledged it."""
-    (info,) = [g for g in r.xinfo_groups(stream) if g["name"].decode() == group]
-    newest = r.xrevrange(stream, count=1)[0][0]
-    return bool(info["pending"] == 0 and info["last-delivered-id"] == newest)

@@ -38,6 +38,7 @@ from rehabgate.services.common.keys import ClientKeys
 from rehabgate.services.common.redis_server import EmbeddedRedis, free_port
 from tests.events import checkin, enrolment, session, unique_client
 from tests.physio_server import request
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 CLINICS = [f"clinic-{n:02d}" for n in range(1, 21)]
@@ -200,15 +201,6 @@ def test_nobody_connects_without_a_user_and_password(acl_server: AclServer) -> N
         wrong.ping()
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 def decisions_for(r: redis.Redis, client: str) -> list[dict[str, Any]]:
     found = [json.loads(f[b"event"]) for _, f in r.xrange(evaluated_stream(0))]
     return [d for d in found if d["client_id"] == client]
@@ -247,16 +239,18 @@ def test_the_services_run_under_their_own_users_without_a_refusal(
         other = acl_server.client(clinic_user(plain_clinic))
         other.xadd(clinic_inbound_stream(plain_clinic),
                    {"event": json.dumps({**enrolment(plain_client), "clinic_id": plain_clinic})})  # fmt: skip
-        wait_for(lambda: len(decisions_for(admin, signed_client)) == 3)
-        wait_for(lambda: decisions_for(admin, plain_client))
+        wait_for(lambda: len(decisions_for(admin, signed_client)) == 3, what="3 decisions")
+        wait_for(lambda: decisions_for(admin, plain_client), what="the other clinic's decision")
         # Now that the signed clinic owns its client, the other one tries to write for it.
         foreign = {**session(signed_client, 1), "clinic_id": plain_clinic}
         other.xadd(clinic_inbound_stream(plain_clinic), {"event": json.dumps(foreign)})
         wait_for(lambda: any(f.get(b"client_id") == signed_client.encode()
                              and f[b"kind"] == b"foreign_client"
-                             for _, f in admin.xrange(SECURITY_EVENTS)))  # fmt: skip
+                             for _, f in admin.xrange(SECURITY_EVENTS)),
+                 what="the foreign_client security event")  # fmt: skip
         wait_for(lambda: [f for _, f in admin.xrange(client_messages_stream(0))
-                          if signed_client.encode() in f[b"message"]])  # fmt: skip
+                          if signed_client.encode() in f[b"message"]],
+                 what="the client's message")  # fmt: skip
         reply = request(f"http://127.0.0.1:{port}/physio/api/history?client={signed_client}",
                         token="physio-token")  # fmt: skip
         assert reply.status == 200
@@ -274,13 +268,22 @@ def test_the_services_run_under_their_own_users_without_a_refusal(
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         assert verify.returncode == 0, verify.stdout + verify.stderr
-        time.sleep(1.5)  # a trim round and a heartbeat under the service users
+        # Trim rounds (every 0.5 s) and a heartbeat (every 2 s) under the service users:
+        # a beat stamped 2 s from now shows the service's loop ran all that while.
+        since = int(time.time() * 1000) + 2000
+        for service in ("gatekeeper", "notifier"):
+            wait_for(lambda s=service: _beat(admin, s) >= since, what=f"a {service} heartbeat")
         assert not stack.dead()
         publisher.close()
         other.close()
     log = admin.acl_log(count=1000)
     service_refusals = [e for e in log if e["username"] in (GATEKEEPER, NOTIFIER, AUDIT)]
     assert service_refusals == []
+
+
+def _beat(r: redis.Redis, service: str) -> int:
+    """The service's newest heartbeat (unix ms), 0 without one."""
+    return max((int(v) for v in r.hvals(heartbeat_key(service))), default=0)
 
 
 def _tls_redis_server() -> str | None:
@@ -324,7 +327,7 @@ def test_the_stack_runs_over_tls_with_auth(tmp_path: Path) -> None:
 
     try:
         admin = redis.Redis.from_url(url(ADMIN))
-        wait_for(lambda: _answers(admin), timeout=10)
+        wait_for(lambda: _answers(admin), what="the TLS server")
         plain = redis.Redis(port=port, username=ADMIN, password=acl.passwords[ADMIN])
         with pytest.raises(redis.exceptions.ConnectionError):
             plain.ping()  # no TLS, no conversation
@@ -338,12 +341,12 @@ def test_the_stack_runs_over_tls_with_auth(tmp_path: Path) -> None:
             publisher = redis.Redis.from_url(url(clinic_user("clinic-tls")))
             publisher.xadd(clinic_inbound_stream("clinic-tls"),
                            {"event": json.dumps({**enrolment(client), "clinic_id": "clinic-tls"})})  # fmt: skip
-            wait_for(lambda: decisions_for(admin, client))
+            wait_for(lambda: decisions_for(admin, client), what="the decision")
             wait_for(lambda: [f for _, f in admin.xrange(client_messages_stream(0))
-                              if client.encode() in f[b"message"]])  # fmt: skip
+                              if client.encode() in f[b"message"]], what="the message")  # fmt: skip
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        server.wait(timeout=60)
 
 
 def _answers(client: redis.Redis) -> bool:
