@@ -93,8 +93,16 @@ def _check(item: Item) -> None:
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)
         item.problem = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(event)'}: {e['msg']}" for e in first[:3]
+            f"{_where(e['loc'], item.event_type)}: {e['msg']}" for e in first[:3]
         )
+
+
+def _where(loc: tuple[int | str, ...], event_type: str) -> str:
+    """A field's path, without the event type pydantic puts first."""
+    parts = [str(p) for p in loc]
+    if parts and parts[0] == event_type:
+        parts = parts[1:]
+    return ".".join(parts) or "(event)"
 
 
 def publish(url: str, path: Path, settings: Settings, wait_s: float, check: bool = True) -> int:
