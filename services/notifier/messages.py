@@ -124,7 +124,7 @@ class _Section:
     @classmethod
     def of(cls, decision: ProgressionEvaluated) -> _Section:
         welcome = decision.outcome == "unlocked" and decision.from_stage is None
-        template = "welcome" if welcome else decision.outcome
+        template: str = "welcome" if welcome else decision.outcome
         if asks_to_act(decision):
             template = "load_reduced"
         stage = None
