@@ -314,7 +314,7 @@ def timeline_page(timeline: Timeline, verdict: Verdict, clinic_id: str) -> str:
             else ""
         )
         + "<h2>Pain and load per session</h2>"
-        + chart(timeline, spans)
+        + _chart_or_note(timeline, spans)
         + "<h2>Stages over time</h2>"
         + _stages_table(spans)
         + "<h2>Decisions</h2>"
@@ -327,6 +327,18 @@ def timeline_page(timeline: Timeline, verdict: Verdict, clinic_id: str) -> str:
         + "</ol>"
     )
     return layout(f"Client {client}", body, clinic_id)
+
+
+def _chart_or_note(timeline: Timeline, spans: Sequence[StageSpan]) -> str:
+    """The chart, or a note where these records cannot be drawn (dates that intake
+    refuses today, stored before it did): the rest of the page still shows."""
+    try:
+        return chart(timeline, spans)
+    except (OverflowError, ValueError, ArithmeticError):
+        return (
+            '<p class="error">The chart cannot be drawn: some of these records carry dates '
+            "outside the range rehabgate can plot. The tables below show every record.</p>"
+        )
 
 
 def _stages_table(spans: Sequence[StageSpan]) -> str:
