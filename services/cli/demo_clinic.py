@@ -18,7 +18,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-PROTOCOL = "achilles-tendinopathy@1"
+PROTOCOL = "achilles-tendinopathy@2"
 CLINIC = "demo-clinic"
 START = date(2026, 11, 2)
 
@@ -54,9 +54,7 @@ class _Script:
         self.add(client, "client.enrolled", 0, 8, protocol=protocol, start_date=START.isoformat())
 
     def session(self, client: str, day: int, pain: int, **extra: Any) -> None:
-        extra.setdefault(
-            "exercises", [{"exercise_id": "one-leg-heel-raise", "sets": [{"reps": 10}] * 3}]
-        )
+        extra.setdefault("exercises", STAGE_1_SETS)
         self.add(
             client, "session.logged", day, 18,
             session_id=f"s{day}-{self._id()[:8]}", pain_during=pain, completed=True, **extra,
@@ -77,9 +75,11 @@ class _Script:
     def lift(
         self, client: str, day: int, rpe: float, squat_kg: float, sets: int, reps: int
     ) -> None:
-        """Squat and deadlift; the last set of each at `rpe`, earlier sets one lower."""
+        """Squat and deadlift; the last set of each at `rpe`, earlier sets one lower, and
+        two reps over the target on the last set (the 2-for-2 rule)."""
         exercises = [
-            {"exercise_id": name, "sets": [{"reps": reps, "load_kg": load,
+            {"exercise_id": name, "sets": [{"reps": reps + 2 if n == sets - 1 else reps,
+                                             "load_kg": load,
                                              "rpe": rpe if n == sets - 1 else rpe - 1}
                                             for n in range(sets)]}
             for name, load in (("back-squat", squat_kg), ("deadlift", squat_kg * 1.2))
@@ -103,8 +103,8 @@ def demo_events(
     script = _Script(run_id, random.Random(f"{seed}-{run_id}"))
     for client in ("steady", "flare", "swelling"):
         script.enrol(client)
-    script.enrol("runner", "return-to-run-5k-10k@1")
-    script.enrol("lifter", "strength-block-6wk@1")
+    script.enrol("runner", "return-to-run-5k-10k@2")
+    script.enrol("lifter", "strength-block-6wk@2")
     if channel == "stream":
         script.add("swelling", "client.contact.updated", 0, 9, channel="stream",
                    address="demo-inbox", locale="en")  # fmt: skip
@@ -140,12 +140,21 @@ def demo_events(
         elif day in (4, 6, 8, 10, 12, 14):
             minutes = 12 + 2 * ((day - 4) // 4)
             script.walk_or_run(
-                "runner", day, exercises=[{"exercise_id": "run", "sets": [{"reps": minutes}]}]
-            )
+                "runner", day, phase=f"walk-run-{(day - 4) // 4 + 1}",
+                exercises=[{"exercise_id": "run", "sets": [{"reps": minutes}]}],
+            )  # fmt: skip
         if day in LIFTS:
             script.lift("lifter", day, *LIFTS[day])
     return script.events
 
+
+#: Achilles stage 1 as prescribed (its four daily exercises, every set): logged in
+#: full, since @2 checks a session marked completed against its sets.
+STAGE_1_SETS = [
+    {"exercise_id": exercise, "sets": [{"reps": reps}] * 3}
+    for exercise, reps in (("two-leg-heel-raise", 15), ("one-leg-heel-raise", 10),
+                           ("seated-heel-raise", 10), ("eccentric-heel-raise", 10))
+]  # fmt: skip
 
 #: Strength block sessions: day -> (last-set RPE, squat kg, sets, reps).
 LIFTS = {
