@@ -152,6 +152,9 @@ class Settlement:
         self.known = {e for e, i in items.items() if i.event_id and i.event_id in applied_before}
         self.waiting = [e for e in items if e not in self.known]
         self.fates: dict[str, str] = {}  # entry -> "decided" / "dead" / "duplicate" / ...
+        #: Event ids decided in this run: each round of fates reads the streams from the
+        #: first entry again, and a re-sent event's decision is its first entry's.
+        self.decided: set[str] = set()
         self.failures = 0
 
     def run(self, wait_s: float) -> dict[str, Progress]:
@@ -188,7 +191,8 @@ class Settlement:
         if isinstance(fate, DeadLetterInfo):
             self.failures += 1
             self._report(entry, "DEAD-LETTERED", fate.reason)
-        else:
+        elif str(fate.cause_event_id) not in self.decided:
+            self.decided.add(str(fate.cause_event_id))
             self._report(
                 entry, "decided", f"{fate.outcome} (stage {fate.to_stage}) - {fate.summary}"
             )
