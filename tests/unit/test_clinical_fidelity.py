@@ -440,3 +440,21 @@ def test_session_records_keep_phase_and_sets() -> None:
     record = SessionRecord.of(session(1, phase="walk-run-1", exercises=lifts(8, 8, 10)), "s")
     assert record.phase == "walk-run-1"
     assert [s.reps for s in record.exercises[0].sets] == [8, 8, 10]
+
+
+# --- replay: what moving a stored client from @1 to @2 changes -----------------------------
+
+
+def test_replay_lists_what_changes_for_a_client_moved_to_version_2() -> None:
+    from rehabgate.services.cli.protocol_tools import differences
+
+    events, _ = week_one(8, 8, 8)
+    enrolment = an_enrolment(protocol="strength-block-6wk@1", occurred_at=local(0, 8),
+                             start_date=MONDAY.date())  # fmt: skip
+    current = simulate(PROTOCOLS["strength-block-6wk@1"], enrolment, events)
+    moved = simulate(PROTOCOLS["strength-block-6wk@2"], enrolment, events)
+    (changed,) = differences(current, moved)
+    assert changed.startswith(
+        "2026-11-07 07:00 checkin.logged: unlocked (week-2) -> held (week-1)"
+    )
+    assert "2 or more reps over your target" in changed
