@@ -68,6 +68,7 @@ def service_app(
 
     @app.on_startup
     async def create_groups() -> None:
+        await heartbeat.announce()
         for stream, group in groups:
             await ensure_group(redis, stream, group)
             if pruned := await prune_idle_consumers(redis, stream, group):
@@ -100,10 +101,14 @@ def service_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await heartbeat.stop()
+        await heartbeat.pause()
 
     @app.after_shutdown
     async def close_redis() -> None:
+        # The beat goes only now, once the subscribers stopped: the other processes
+        # take over what this one still holds as soon as it is removed.
+        with contextlib.suppress(Exception):
+            await heartbeat.stop()
         await redis.aclose()
         if lost:
             raise ConsumerGroupLost(f"consumer group lost on {sorted(set(lost))}; restart")

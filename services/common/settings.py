@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     claim_idle_ms: int = Field(
         default=30_000, ge=100, description="Pending this long, an entry is reclaimed."
     )
+    takeover_after_ms: int = Field(
+        default=10_000,
+        ge=1_000,
+        description="A gatekeeper whose heartbeat is this old (or gone) is dead: the others "
+        "take over its pending entries before applying its clients' later events.",
+    )
     max_deliveries: int = Field(
         default=5, ge=1, description="After this many deliveries an entry is dead-lettered."
     )

@@ -3,7 +3,13 @@
 Two subscribers on each inbound stream share one consumer group: the main one
 reads new entries in batches; the claimer takes over entries another consumer
 left pending (it crashed, or the batch failed) and dead-letters an entry once it
-has been delivered `max_deliveries` times, so nothing is retried forever. The
+has been delivered `max_deliveries` times, so nothing is retried forever. Every
+batch passes `ClientOrder` (common/consuming.py), so one client's entries are
+applied in stream order across gatekeepers: the earlier entries of its clients
+that a gone gatekeeper left pending are taken over and applied first, and those
+another live gatekeeper is handling are waited for. A sweep takes over a gone
+gatekeeper's entries (heartbeat stale for `takeover_after_ms`) even when no later
+event of their clients arrives. The
 inbound streams are the shared `rehabgate:inbound` without clinics configured,
 else one per clinic (tenancy.py), each pair set up by the same code.
 It also serves the physios' read-only audit pages over HTTP (`audit/http.py`) and
@@ -14,7 +20,10 @@ Run with: faststream run --factory rehabgate.services.gatekeeper.app:create_app
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from dataclasses import replace
 
 import structlog
@@ -25,6 +34,9 @@ from faststream.redis.annotations import RedisBatchStreamMessage
 from rehabgate.schemas.streams import GATEKEEPER_GROUP, INBOUND_DEAD_LETTER
 from rehabgate.services.common import connections
 from rehabgate.services.common.consuming import (
+    CLAIMER_SUFFIX,
+    ClientOrder,
+    RawEntry,
     dead_letter_exhausted,
     delivery_counts,
     raw_batch_parser,
@@ -44,6 +56,9 @@ from .protocol_files import load_protocols
 from .store import RedisClientStore
 from .tenancy import Source, sources
 
+#: How often a gatekeeper looks for pending entries of gatekeepers that are gone.
+SWEEP_INTERVAL_S = 1.0
+
 
 def create_app(settings: Settings | None = None) -> ServiceAsgi:
     settings = settings or settings_or_exit()
@@ -60,9 +75,25 @@ def create_app(settings: Settings | None = None) -> ServiceAsgi:
     metrics = GatekeeperMetrics()
     tracing = traced(broker, "gatekeeper", settings)
 
+    inbound = sources(settings)
+    order = {
+        source.stream: ClientOrder(
+            redis, source.stream, GATEKEEPER_GROUP, service="gatekeeper",
+            consumer=settings.consumer, dead_after_ms=settings.takeover_after_ms,
+            claim_idle_ms=settings.claim_idle_ms,
+        )
+        for source in inbound
+    }  # fmt: skip
+    stopping = asyncio.Event()
+    #: The waiting room: per stream, entries whose client has an earlier entry that
+    #: another live consumer is handling (held in `order[...].in_flight`).
+    waiting: dict[str, dict[str, tuple[RawEntry, bool]]] = {s.stream: {} for s in inbound}
+    woken = asyncio.Event()
+
     async def apply(
         entries: list[Entry], source: Source, reclaimed: bool, deferrable: set[str]
-    ) -> None:
+    ) -> set[str]:
+        """Process entries (in stream order); returns the deferred ones' ids."""
         spans = EventSpans(
             tracing.tracer, "gatekeeper evaluate", [(e.entry_id, e.fields) for e in entries]
         )
@@ -77,13 +108,110 @@ def create_app(settings: Settings | None = None) -> ServiceAsgi:
         metrics.handled(report.fates.values(), report.outcomes.values(), reasons.values())
         for entry in entries:
             _log_fate(log, entry.entry_id, report, reasons.get(entry.entry_id), reclaimed)
-        deferred = {i for i, fate in report.fates.items() if fate == "deferred"}
-        if deferred:
-            # Ack the rest ourselves and leave the deferred entries pending: the
-            # claimer retries them after claim_idle_ms, until max_deliveries.
-            done = [e.entry_id for e in entries if e.entry_id not in deferred]
-            if done:
-                await redis.xack(source.stream, GATEKEEPER_GROUP, *done)
+        return {i for i, fate in report.fates.items() if fate == "deferred"}
+
+    async def handle(
+        delivered: list[RawEntry],
+        source: Source,
+        reclaimed: bool,
+        deferrable: set[str],
+        from_message: bool = True,
+    ) -> set[str]:
+        """Apply `delivered` in client order (common/consuming.py `ClientOrder`):
+        with the earlier entries of its clients that nobody is handling (taken over,
+        applied first), while entries whose client has an earlier one another live
+        consumer is handling go to the waiting room (`waiting`), which applies them
+        once it is done. Returns the delivered entries that must stay pending
+        (deferred ones, parked; waiting ones); all else that was done is
+        acknowledged here, except, `from_message` with nothing to keep, the
+        delivered entries, which the message's acknowledgement covers."""
+        gate = order[source.stream]
+        delivered_ids = {i for i, _ in delivered}
+        with gate.holding(delivered_ids):
+            sorted_ = await gate.sort(delivered)
+            with gate.holding(i for i, _ in sorted_.taken):
+                allowed = set(deferrable)
+                ready = sorted_.ready
+                if sorted_.taken:
+                    kept, more = await within_cap(source.stream, sorted_.taken)
+                    allowed |= more
+                    dropped = {i for i, _ in sorted_.taken} - {i for i, _ in kept}
+                    ready = [e for e in ready if e[0] not in dropped]
+                deferred = await apply([Entry(i, f) for i, f in ready], source, reclaimed,
+                                       allowed) if ready else set()  # fmt: skip
+                if deferred:
+                    await gate.take(sorted(deferred), park=True)
+                room = waiting[source.stream]
+                for entry in sorted_.waiting:  # held until the waiting room is done with it
+                    if entry[0] not in room:
+                        gate.hold([entry[0]])
+                    room[entry[0]] = (entry, entry[0] in allowed)
+                if sorted_.waiting:
+                    woken.set()
+                keep = (deferred | {i for i, _ in sorted_.waiting}) & delivered_ids
+                done = [i for i, _ in ready if i not in deferred]
+                early = [i for i in done if keep or not from_message or i not in delivered_ids]
+                if early:
+                    await redis.xack(source.stream, GATEKEEPER_GROUP, *early)
+        return keep
+
+    async def wait_in_order() -> None:
+        """The waiting room: retries its entries (each source's in one go, in stream
+        order) until the earlier entries they wait for are done, backing off from
+        5 ms to 100 ms; and, every `SWEEP_INTERVAL_S`, takes over the pending entries
+        of gatekeepers that are gone (and this process's own failed batches), so
+        they are applied within `takeover_after_ms` even when no later event of
+        their clients comes. Stops with the process: what it holds stays pending
+        and is taken over by the others once this process's heartbeat is gone."""
+        pause, swept = 0.005, 0.0
+        while not stopping.is_set():
+            for source in inbound:
+                room, gate = waiting[source.stream], order[source.stream]
+                try:
+                    if room:
+                        held = dict(room)
+                        room.clear()
+                        try:
+                            entries = [entry for entry, _ in held.values()]
+                            allowed = {i for i, (_, ok) in held.items() if ok}
+                            await handle(entries, source, False, allowed, from_message=False)
+                        finally:
+                            gate.release(held)
+                    if time.monotonic() - swept >= SWEEP_INTERVAL_S:
+                        orphans = await gate.orphans()
+                        if orphans:
+                            log.info("entries_taken_over", stream=source.stream,
+                                     count=len(orphans))  # fmt: skip
+                            rest, retry = await within_cap(source.stream, orphans)
+                            await handle(rest, source, True, retry, from_message=False)
+                except Exception as exc:  # left pending: retried on the next round
+                    log.warning("ordering_round_failed", stream=source.stream,
+                                error=type(exc).__name__)  # fmt: skip
+            if time.monotonic() - swept >= SWEEP_INTERVAL_S:
+                swept = time.monotonic()
+            busy = any(waiting.values())
+            pause = min(pause * 2, 0.1) if busy else 0.005
+            woken.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pause if busy else SWEEP_INTERVAL_S):
+                    await (stopping.wait() if busy else woken.wait())
+
+    async def within_cap(stream: str, entries: list[RawEntry]) -> tuple[list[RawEntry], set[str]]:
+        """Entries claimed from another consumer (or again) count a delivery: those
+        past `max_deliveries` are dead-lettered; returns the others, and which of
+        them may still wait for their client's enrolment."""
+        rest = await dead_letter_exhausted(
+            redis, entries, stream=stream, group=GATEKEEPER_GROUP,
+            dead_letter_stream=INBOUND_DEAD_LETTER, max_deliveries=settings.max_deliveries,
+            log=log, metrics=metrics,
+        )  # fmt: skip
+        counts = await delivery_counts(redis, stream, GATEKEEPER_GROUP, [i for i, _ in rest])
+        return rest, {i for i, _ in rest if counts[i] < settings.max_deliveries}
+
+    def finish(keep: set[str]) -> None:
+        """With delivered entries to keep pending (the rest is acknowledged by
+        `handle`), the message must not be acknowledged as a whole."""
+        if keep:
             raise NackMessage
 
     def subscribe(source: Source) -> None:
@@ -99,36 +227,46 @@ def create_app(settings: Settings | None = None) -> ServiceAsgi:
             entry field `event`; an optional W3C `traceparent` field continues the
             sender's trace. Each is applied once, recognised as a duplicate, or
             dead-lettered with a reason; decisions go to progression.evaluated, with
-            the `traceparent` of the gatekeeper's span."""
-            entries = [Entry(i, f) for i, f in raw_entries(msg)]
-            await apply(entries, source, False, {e.entry_id for e in entries})
+            the `traceparent` of the gatekeeper's span. One client's events are
+            applied in stream order, across gatekeepers and crashes."""
+            entries = raw_entries(msg)
+            keep = await handle(entries, source, False, {i for i, _ in entries})
+            finish(keep)
 
         @broker.subscriber(
             stream=StreamSub(
-                source.stream, group=GATEKEEPER_GROUP, consumer=f"{settings.consumer}-claimer",
+                source.stream, group=GATEKEEPER_GROUP,
+                consumer=settings.consumer + CLAIMER_SUFFIX,
                 batch=True, min_idle_time=settings.claim_idle_ms,
             )
         )  # fmt: skip
         async def on_inbound_reclaimed(msg: RedisBatchStreamMessage) -> None:
             """Entries left pending by a crashed consumer or a failed batch, re-applied
             idempotently; dead-lettered after `max_deliveries` attempts."""
-            rest = await dead_letter_exhausted(
-                redis, raw_entries(msg), stream=source.stream, group=GATEKEEPER_GROUP,
-                dead_letter_stream=INBOUND_DEAD_LETTER, max_deliveries=settings.max_deliveries,
-                log=log, metrics=metrics,
-            )  # fmt: skip
-            counts = await delivery_counts(
-                redis, source.stream, GATEKEEPER_GROUP, [i for i, _ in rest]
-            )
-            retry = {i for i, _ in rest if counts[i] < settings.max_deliveries}
-            await apply([Entry(i, f) for i, f in rest], source, True, retry)
+            rest, retry = await within_cap(source.stream, raw_entries(msg))
+            keep = await handle(rest, source, True, retry)
+            finish(keep)
 
-    inbound = sources(settings)
     for source in inbound:
         subscribe(source)
     log.info("protocols_loaded", protocols=sorted(protocols))
     groups = [(source.stream, GATEKEEPER_GROUP) for source in inbound]
     app = service_app("gatekeeper", broker, redis, settings, groups, log)
+    sweeping: list[asyncio.Task[None]] = []
+
+    @app.after_startup
+    async def start_sweep() -> None:
+        sweeping.append(asyncio.create_task(wait_in_order()))
+
+    @app.on_shutdown
+    async def stop_sweep() -> None:
+        stopping.set()
+        if sweeping:
+            _, late = await asyncio.wait(sweeping, timeout=SWEEP_INTERVAL_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
     app.after_shutdown(tracing.flush)
     routes = physio_routes(redis, settings, log) + operations(
         app, broker, redis, groups, metrics, settings.ready_timeout_s
