@@ -22,7 +22,8 @@ from .harness import VIOLATIONS, violations
 from .scenarios import SCENARIOS
 
 TOTALS = ("events", "faults", "lost", "duplicate_unlocks", "duplicate_messages",
-          "pending_left", "dead_lettered", "divergent_decisions")  # fmt: skip
+          "pending_left", "dead_lettered", "divergent_decisions",
+          "late_reevaluations_of_in_order_clients", "decisions_differing_from_model")  # fmt: skip
 
 
 def aggregate(summaries: list[dict[str, Any]], seconds: float) -> dict[str, Any]:

@@ -20,7 +20,9 @@ Why each piece is shaped the way it is:
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
+import itertools
 import json
 import os
 import random
@@ -91,6 +93,8 @@ VIOLATIONS = (
     "stalled_rounds",
     "not_drained",
     "service_exits",
+    "late_reevaluations_of_in_order_clients",
+    "decisions_differing_from_model",
 )
 
 
@@ -186,6 +190,24 @@ def workload(seed: int, events: int) -> list[list[Outgoing]]:
     return [[c[i] for c in courses if i < len(c)] for i in range(rounds)]
 
 
+def continuous_workload(seed: int, events: int, chunk: int = 50) -> list[list[Outgoing]]:
+    """About `events` valid events from `events / 39` clients as one continuous
+    stream, cut into chunks of `chunk` only to measure progress: the clients'
+    courses interleaved at random, each client's events in its own order, so one
+    client's consecutive events can be anywhere from adjacent to far apart."""
+    rng = random.Random(seed)
+    clients = max(4, round(events / EVENTS_PER_CLIENT))
+    courses = [client_course(rng, f"fc{seed}-{n:05d}") for n in range(clients)]
+    slots = [n for n, course in enumerate(courses) for _ in course]
+    rng.shuffle(slots)
+    position = [0] * len(courses)
+    flat = []
+    for n in slots:
+        flat.append(courses[n][position[n]])
+        position[n] += 1
+    return [flat[i : i + chunk] for i in range(0, len(flat), chunk)]
+
+
 HOSTILE_KINDS = (
     "malformed_json", "not_utf8", "missing_event_field", "pain_out_of_range", "unknown_field",
     "email_as_client_id", "unknown_client", "other_clinic", "re_enrolment",
@@ -275,11 +297,12 @@ class Cluster:
     def __init__(
         self,
         workdir: Path,
-        claim_idle_ms: int = CLAIM_IDLE_MS,
+        claim_idle_ms: int | None = CLAIM_IDLE_MS,
         max_deliveries: int = 5,
         appendfsync: str = "everysec",
         proxy: bool = False,
     ) -> None:
+        """`claim_idle_ms`: None leaves the services' default (REHABGATE_CLAIM_IDLE_MS unset)."""
         self.workdir = workdir
         self.claim_idle_ms = claim_idle_ms
         self.max_deliveries = max_deliveries
@@ -343,11 +366,14 @@ class Cluster:
             **os.environ,
             "REDIS_URL": self.service_url,
             "REHABGATE_CONSUMER": consumer,
-            "REHABGATE_CLAIM_IDLE_MS": str(self.claim_idle_ms),
             "REHABGATE_MAX_DELIVERIES": str(self.max_deliveries),
             "REHABGATE_LOG_JSON": "true",
             "REHABGATE_HTTP_PORT": "0",  # any free port: several gatekeepers, one host
         }
+        if self.claim_idle_ms is not None:
+            env["REHABGATE_CLAIM_IDLE_MS"] = str(self.claim_idle_ms)
+        else:
+            env.pop("REHABGATE_CLAIM_IDLE_MS", None)
         log = (self.workdir / f"{kind}-{consumer}.log").open("ab")
         with log:
             process = subprocess.Popen(
@@ -629,17 +655,23 @@ def run_scenario(
     hostile_rate: float = 0.0,
     appendfsync: str = "everysec",
     proxy: bool = False,
-    claim_idle_ms: int = CLAIM_IDLE_MS,
+    claim_idle_ms: int | None = CLAIM_IDLE_MS,
     rate: float | None = None,
     ordered: bool = True,
+    continuous: bool = False,
     round_timeout: float = 30.0,
     drain_timeout: float = 90.0,
+    stuck_after: float = 20.0,
 ) -> dict[str, Any]:
     """Start a fresh Redis and the services, drive the workload while `faults` runs in
-    this thread, drain, check, and return the summary (one JSON-able dict)."""
+    this thread, drain, check, and return the summary (one JSON-able dict).
+    `continuous`: publish one continuous, randomly interleaved stream of in-order
+    client courses without ever waiting for the gatekeepers (not rounds)."""
     began = time.monotonic()
     rng = random.Random(seed)
-    rounds = workload(seed, events)
+    rounds = continuous_workload(seed, events) if continuous else workload(seed, events)
+    if continuous:
+        ordered = False  # never wait for a chunk to be applied
     hostile: list[Outgoing] = []
     if hostile_rate:
         clients = [o.client_id for o in rounds[0] if o.client_id]
@@ -668,7 +700,7 @@ def run_scenario(
         if driver.error is not None:
             raise driver.error
         published = time.monotonic()
-        drained = drain(cluster, drain_timeout)
+        drained = drain(cluster, drain_timeout, stuck_after)
         run.notes["workload_seconds"] = round(published - began, 1)
         run.notes["drain_seconds"] = round(time.monotonic() - published, 1)
         with contextlib.closing(cluster.client()) as r:
@@ -681,6 +713,7 @@ def run_scenario(
         **summary,
         "seed": seed,
         "ordered": ordered,
+        "continuous": continuous,
         "fault_kinds": dict(run.faults),
         "hostile": len(hostile),
         "stalled_rounds": driver.stalled_rounds,
@@ -788,6 +821,8 @@ class Reference:
     transitions: list[tuple[str | None, str | None]]
     unlocks: int
     rejected: int
+    #: Every decision: (decision id, outcome, from stage, to stage), in order.
+    decisions: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
 
 
 @functools.cache
@@ -799,6 +834,7 @@ def reference(events: Sequence[Outgoing]) -> Reference:
     protocol = _protocol()
     state = None
     transitions: list[tuple[str | None, str | None]] = []
+    decisions: list[tuple[str, str, str | None, str | None]] = []
     unlocks = rejected = 0
     for item in events:
         event = parse_inbound(item.fields["event"])
@@ -813,12 +849,15 @@ def reference(events: Sequence[Outgoing]) -> Reference:
             continue
         state = decision.state
         evaluation = decision.evaluation
+        if evaluation is not None:
+            decisions.append((str(evaluation.decision_id), evaluation.outcome,
+                              evaluation.from_stage, evaluation.to_stage))  # fmt: skip
         if evaluation is not None and evaluation.outcome in TRANSITIONS:
             transitions.append((evaluation.from_stage, evaluation.to_stage))
             unlocks += evaluation.outcome in UNLOCKS
     return Reference(
         state.stage_id if state else None, state.status if state else None, transitions,
-        unlocks, rejected,
+        unlocks, rejected, decisions,
     )  # fmt: skip
 
 
@@ -879,6 +918,9 @@ def _shown(r: redis.Redis, client_id: str, decisions: list[dict[str, Any]]) -> R
         ],
         unlocks=sum(1 for d in first if d["outcome"] in UNLOCKS),
         rejected=0,
+        decisions=[
+            (d["decision_id"], d["outcome"], d["from_stage"], d["to_stage"]) for d in first
+        ],
     )
 
 
@@ -895,9 +937,13 @@ def check(r: redis.Redis, acked: Sequence[tuple[Outgoing, str]]) -> dict[str, An
     processed = {c: {m.decode() for m in r.smembers(_keys(c).processed)} for c in touched}
 
     divergent, over_unlocked, examples = 0, 0, []
+    late_in_order = differing = 0
     for client_id, items in valid.items():
         want, got = reference(items), _shown(r, client_id, seen.decisions[client_id])
         over_unlocked += got.unlocks > want.unlocks
+        if published_in_order(items):
+            late_in_order += late_reevaluations(items, seen.decisions[client_id])
+        differing += decisions_differing(want.decisions, got.decisions)
         if (got.stage_id, got.status, got.transitions) != (
             want.stage_id, want.status, want.transitions
         ):  # fmt: skip
@@ -930,6 +976,8 @@ def check(r: redis.Redis, acked: Sequence[tuple[Outgoing, str]]) -> dict[str, An
         "pending_max_deliveries": seen.most_deliveries,
         "dead_lettered": sum(seen.letters.values()),
         "divergent_decisions": divergent,
+        "late_reevaluations_of_in_order_clients": late_in_order,
+        "decisions_differing_from_model": differing,
         "duplicate_decisions": sum(n - 1 for n in seen.decision_ids.values()),
         "missing_messages": len(needs_message - seen.receipted),
         "unexpected_dead_letters": sum(n for i, n in seen.letters.items() if i not in hostile_ids),
@@ -945,6 +993,37 @@ def check(r: redis.Redis, acked: Sequence[tuple[Outgoing, str]]) -> dict[str, An
     if examples:
         summary["divergence_examples"] = examples
     return summary
+
+
+def published_in_order(items: Sequence[Outgoing]) -> bool:
+    """A client's valid events were published (acknowledged XADDs, in order) in
+    event-time order."""
+    times = [json.loads(o.fields["event"])["occurred_at"] for o in items]
+    return all(datetime.fromisoformat(a) <= datetime.fromisoformat(b)
+               for a, b in itertools.pairwise(times))  # fmt: skip
+
+
+def late_reevaluations(items: Sequence[Outgoing], decisions: Sequence[dict[str, Any]]) -> int:
+    """Decisions (each id once, in stream order) that re-evaluated the history for a
+    late event, or whose cause was published before the cause of an earlier one."""
+    published = {o.event_id: n for n, o in enumerate(items)}
+    late, newest, ids = 0, -1, set()
+    for d in decisions:
+        if d["decision_id"] in ids:
+            continue
+        ids.add(d["decision_id"])
+        at = published.get(d["cause_event_id"], newest)
+        late += at < newest or "re-evaluated" in d["summary"]
+        newest = max(newest, at)
+    return late
+
+
+def decisions_differing(want: Sequence[Any], got: Sequence[Any]) -> int:
+    """How many places of the longer sequence the other does not match in order
+    (its length minus the decisions the two have in common, in the same order)."""
+    matcher = difflib.SequenceMatcher(a=list(want), b=list(got), autojunk=False)
+    same = sum(block.size for block in matcher.get_matching_blocks())
+    return max(len(want), len(got)) - same
 
 
 def violations(summary: dict[str, Any]) -> dict[str, int]:

@@ -1,5 +1,5 @@
-"""The five fault scenarios (reliability.md §5: S1, S3, S4, S10, S8), each sized
-"short" (inside `make test`) or "full" (`make faults`).
+"""The fault scenarios (reliability.md §5: S1, S3, S4, S10, S8, and issue 14's
+crash-continuous), each sized "short" (inside `make test`) or "full" (`make faults`).
 
 Each function starts its own Redis in `workdir`, runs the workload with its
 faults, drains and returns the summary dict; `options` go to harness.run_scenario
@@ -25,6 +25,7 @@ SIZES: dict[str, dict[str, tuple[int, int, float | None]]] = {
         "redis_kill": (1500, 2, 200),
         "poison": (1500, 0, None),
         "network": (1500, 3, 150),
+        "crash-continuous": (2400, 4, 200),
     },
     "full": {
         "gatekeeper_kills": (20_000, 12, 300),
@@ -32,6 +33,7 @@ SIZES: dict[str, dict[str, tuple[int, int, float | None]]] = {
         "redis_kill": (8_000, 5, 300),
         "poison": (8_000, 0, None),
         "network": (8_000, 9, 250),
+        "crash-continuous": (20_000, 14, 300),
     },
 }
 
@@ -52,34 +54,10 @@ def gatekeeper_kills(size: str, workdir: Path, seed: int = 1, **options: Any) ->
     restarted after a moment, half the time under its old consumer name, half under
     a new one. The claimers take over what the dead ones left pending."""
     events, kills, rate = SIZES[size]["gatekeeper_kills"]
-    fresh = itertools.count(1)
+    plan = ["gatekeeper"] * kills + ["notifier"] * max(1, kills // 6)
 
     def faults(run: Run) -> None:
-        notifier_kills = max(1, kills // 6)
-        plan = ["gatekeeper"] * kills + ["notifier"] * notifier_kills
-        run.rng.shuffle(plan)
-        for kind, point in zip(plan, run.points(len(plan), high=0.9), strict=True):
-            if not run.wait_progress(point):
-                break
-            victim = run.rng.choice(run.cluster.live(kind))
-            # Aim at a moment it holds a batch (up to 2 s), else anywhere; freeze it
-            # first, to count what it held at the instant of the kill.
-            if not wait_until(lambda v=victim: _pending_of(run, v) > 0, 2.0, 0.005):
-                time.sleep(run.rng.uniform(0.0, 0.3))
-            run.cluster.pause(victim)
-            held = _pending_of(run, victim)
-            run.cluster.kill(victim)
-            run.faults[f"{kind}_sigkill"] += 1
-            run.notes["kills_holding_work"] = run.notes.get("kills_holding_work", 0) + bool(held)
-            run.notes["entries_held_at_kill"] = run.notes.get("entries_held_at_kill", 0) + held
-            time.sleep(run.rng.uniform(0.1, 1.0))
-            same = run.rng.random() < 0.5
-            consumer = (
-                victim.consumer if same else f"{victim.consumer.split('.')[0]}.{next(fresh)}"
-            )
-            run.notes.setdefault("restarts", {"same_name": 0, "new_name": 0})
-            run.notes["restarts"]["same_name" if same else "new_name"] += 1
-            run.cluster.wait_ready([run.cluster.start(kind, consumer)])
+        _kill_and_restart(run, plan)
 
     return run_scenario(
         "gatekeeper_kills", workdir, seed, events, faults, rate=rate, **_bounds(size), **options
@@ -193,6 +171,59 @@ def network(size: str, workdir: Path, seed: int = 5, **options: Any) -> Summary:
     )
 
 
+def crash_continuous(size: str, workdir: Path, seed: int = 6, **options: Any) -> Summary:
+    """Issue 14: two gatekeepers and a notifier, every client's course published in
+    order as one continuous stream (clients interleaved at random, no rounds, never
+    waiting for the gatekeepers), SIGKILLs spread over the run (one in seven of the
+    notifier), restarts under the old or a new consumer name, and the services'
+    default claim idle time (30 s). No client may see its events applied out of
+    order: no late re-evaluation, every decision the in-order model's."""
+    events, kills, rate = SIZES[size]["crash-continuous"]
+    notifier_kills = max(1, kills // 7)
+    plan = ["gatekeeper"] * (kills - notifier_kills) + ["notifier"] * notifier_kills
+
+    def faults(run: Run) -> None:
+        _kill_and_restart(run, plan, high=0.95)
+
+    bounds = _bounds(size)
+    return run_scenario(
+        "crash-continuous", workdir, seed, events, faults, rate=rate, claim_idle_ms=None,
+        continuous=True, round_timeout=bounds["round_timeout"],
+        # The notifier's claimer takes over a killed notifier's batch after the default
+        # 30 s: the drain must wait that long without counting it as stuck.
+        drain_timeout=bounds["drain_timeout"] + 120, stuck_after=50.0, **options,
+    )  # fmt: skip
+
+
+def _kill_and_restart(run: Run, plan: list[str], high: float = 0.9) -> None:
+    """SIGKILL a live service of each kind in `plan` (in a random order, at points
+    spread over the run), preferably while it holds a batch; restart it after a
+    moment, half the time under its old consumer name, half under a new one."""
+    fresh = itertools.count(1)
+    plan = list(plan)
+    run.rng.shuffle(plan)
+    for kind, point in zip(plan, run.points(len(plan), high=high), strict=True):
+        if not run.wait_progress(point):
+            break
+        victim = run.rng.choice(run.cluster.live(kind))
+        # Aim at a moment it holds a batch (up to 2 s), else anywhere; freeze it
+        # first, to count what it held at the instant of the kill.
+        if not wait_until(lambda v=victim: _pending_of(run, v) > 0, 2.0, 0.005):
+            time.sleep(run.rng.uniform(0.0, 0.3))
+        run.cluster.pause(victim)
+        held = _pending_of(run, victim)
+        run.cluster.kill(victim)
+        run.faults[f"{kind}_sigkill"] += 1
+        run.notes["kills_holding_work"] = run.notes.get("kills_holding_work", 0) + bool(held)
+        run.notes["entries_held_at_kill"] = run.notes.get("entries_held_at_kill", 0) + held
+        time.sleep(run.rng.uniform(0.1, 1.0))
+        same = run.rng.random() < 0.5
+        consumer = victim.consumer if same else f"{victim.consumer.split('.')[0]}.{next(fresh)}"
+        run.notes.setdefault("restarts", {"same_name": 0, "new_name": 0})
+        run.notes["restarts"]["same_name" if same else "new_name"] += 1
+        run.cluster.wait_ready([run.cluster.start(kind, consumer)])
+
+
 def _pending_of(run: Run, service: Service) -> int:
     """Entries read by `service`'s main consumer and not acknowledged yet."""
     stream, group = GROUPS[0] if service.kind == "gatekeeper" else GROUPS[1]
@@ -225,4 +256,5 @@ SCENARIOS: dict[str, Callable[..., Summary]] = {
     "redis_kill": redis_kill,
     "poison": poison,
     "network": network,
+    "crash-continuous": crash_continuous,
 }
