@@ -105,6 +105,10 @@ def explain(exc: BaseException, command: str, url: str | None) -> tuple[str, int
         return f"{command}: Redis Cluster at {where} unusable ({one_line(exc)})", REDIS
     if isinstance(exc, redis.RedisError):
         return f"{command}: Redis refused a command: {one_line(exc)}", FOUND_PROBLEM
+    from rehabgate.services.gatekeeper.protocol_files import ProtocolFileError
+
+    if isinstance(exc, ProtocolFileError):
+        return f"{command}: invalid protocol: {one_line(exc)}", BAD_FILE
     if isinstance(exc, UnicodeDecodeError):
         return f"{command}: a file is not UTF-8 text ({one_line(exc)})", BAD_FILE
     if isinstance(exc, OSError) and exc.filename is not None:

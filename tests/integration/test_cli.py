@@ -51,7 +51,8 @@ def test_publish_reports_each_events_fate(redis_url: str, tmp_path: Path) -> Non
     file.write_text(json.dumps(events))
 
     with Stack(redis_url, data_dir=None, log_dir=tmp_path / "logs"):
-        result = run(redis_url, "publish", str(file), "--wait", "20")
+        # --no-check: send the invalid event too, to see its dead letter
+        result = run(redis_url, "publish", str(file), "--wait", "60", "--no-check")
 
     assert result.returncode == 1, result.stdout  # one event was refused
     assert "unlocked (stage start-loading)" in result.stdout
@@ -63,8 +64,8 @@ def test_protocol_check_names_the_bad_file(redis_url: str, tmp_path: Path) -> No
     (tmp_path / "broken@1.yaml").write_text("id: broken\nversion: 1\n")
     result = run(redis_url, "protocol", "check", str(tmp_path))
     assert result.returncode == 1
-    assert "broken@1.yaml" in result.stdout
-    assert "Field required" in result.stdout
+    assert "broken@1.yaml" in result.stderr
+    assert "Field required" in result.stderr
 
 
 def demo_history(tmp_path: Path, client: str = "flare") -> Path:
@@ -120,11 +121,12 @@ def test_replay_shows_what_another_protocol_version_would_have_decided(
     clinic = tmp_path / "clinic-protocols"
     clinic.mkdir()
     v2 = (SHIPPED_DIR / "achilles-tendinopathy@1.yaml").read_text()
-    v2 = v2.replace("version: 1", "version: 2").replace("min_days: 14", "min_days: 10")
-    (clinic / "achilles-tendinopathy@2.yaml").write_text(v2)
+    # version 3: the shipped protocols include a version 2
+    v2 = v2.replace("version: 1", "version: 3").replace("min_days: 14", "min_days: 10")
+    (clinic / "achilles-tendinopathy@3.yaml").write_text(v2)
 
     result = subprocess.run(
-        [*REHABGATE, "replay", client, "--protocol", "achilles-tendinopathy@2"],
+        [*REHABGATE, "replay", client, "--protocol", "achilles-tendinopathy@3"],
         env={**os.environ, "REDIS_URL": redis_url, "REHABGATE_PROTOCOL_DIRS": json.dumps([str(clinic)])},
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip

@@ -79,3 +79,35 @@ def test_exceptions_keep_type_and_frames_but_no_message() -> None:
     assert stack["frames"]
     assert "Canary" not in repr(line)
     assert "97" not in repr(line)
+
+
+def _traceback_text(exc: BaseException) -> str:
+    import traceback
+
+    try:
+        raise exc
+    except BaseException:
+        return traceback.format_exc()
+
+
+def test_a_start_up_failure_names_its_cause_and_nothing_else() -> None:
+    import redis
+
+    text = _traceback_text(redis.ConnectionError("Error 111 connecting to 127.0.0.1:1."))
+    line = allowlist(None, "error", {"event": text, "logger": "uvicorn.error", "level": "error"})
+    assert line == {
+        "event": "Redis unreachable",
+        "error": "ConnectionError",
+        "logger": "uvicorn.error",
+        "level": "error",
+    }
+    refused = _traceback_text(redis.AuthenticationError("invalid username-password pair"))
+    assert allowlist(None, "error", {"event": refused})["event"] == "Redis refused the credentials"
+
+
+def test_a_traceback_quoting_health_data_keeps_only_its_class_name() -> None:
+    text = _traceback_text(ValueError("Canary Person canary.person@example.org pain 97"))
+    line = allowlist(None, "error", {"event": text})
+    assert line == {"event": "Service failed", "error": "ValueError"}
+    assert "Canary" not in str(line)
+    assert "97" not in str(line)
