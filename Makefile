@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lock canary demo test lint typecheck up clean bench faults
+.PHONY: install lock canary demo test check lint typecheck up clean bench faults
 
 # Installs come from requirements-dev.lock (every package pinned with its hashes;
 # `make lock` refreshes it and requirements.lock, the runtime-only lock the
@@ -36,6 +36,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The fast tier for development (under a minute): ruff, then the unit and wiring
+# tests (no service processes). `make test` still runs everything.
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q tests/unit tests/wiring
 
 # Fault injection at full size (tests/faults): one JSON line per scenario, then FAULTS {...}.
 faults: $(STAMP)
