@@ -1,9 +1,13 @@
 """compose.yaml cannot be run here (no Docker engine), so check what can be checked:
 the services exist, Redis is pinned 7.x with AOF, everything has a healthcheck,
-and every rehabgate command it names exists; and the opt-in `observability`
-profile's wiring: Prometheus scrapes where the services listen, Grafana is
-provisioned with that Prometheus and a dashboard that asks only for metrics the
-services expose."""
+and every rehabgate command it names exists; the gatekeeper and notifier run the
+image the Dockerfile builds, install nothing at start and get the settings a
+clinic needs; and the opt-in `observability` profile's wiring: Prometheus scrapes
+where the services listen, Grafana is provisioned with that Prometheus and a
+dashboard that asks only for metrics the services expose.
+`ops/check-compose.sh` validates the file with docker-compose and the Compose
+Specification's JSON Schema; tests/integration/test_container_image.py runs the
+image's install and the services with compose's environment."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from rehabgate.services.cli.main import COMMANDS
 from rehabgate.services.common.metrics import GatekeeperMetrics, NotifierMetrics
-from rehabgate.services.common.settings import Settings
+from rehabgate.services.common.settings import Settings, env_name
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
@@ -71,6 +75,73 @@ def test_every_rehabgate_command_named_exists(compose: dict[str, Any]) -> None:
         assert words[0] in COMMANDS, f"compose.yaml names unknown command: rehabgate {words}"
     assert ["health", "gatekeeper"] in named
     assert ["health", "notifier"] in named
+
+
+# -- the image, and what the services are given ------------------------------------
+
+RUNS_THE_IMAGE = ("gatekeeper", "notifier")
+
+
+@pytest.mark.parametrize("service", RUNS_THE_IMAGE)
+def test_services_run_the_image_the_dockerfile_builds(
+    compose: dict[str, Any], service: str
+) -> None:
+    spec = compose["services"][service]
+    assert spec["build"]["context"] == "."
+    assert (ROOT / spec["build"]["dockerfile"]).resolve() == ROOT / "Dockerfile"
+    images = {compose["services"][name]["image"] for name in RUNS_THE_IMAGE}
+    assert images == {spec["image"]}  # one image, built once, for both
+    assert spec["image"].startswith("rehabgate:")
+
+
+@pytest.mark.parametrize("service", RUNS_THE_IMAGE)
+def test_nothing_is_installed_or_mounted_at_start(compose: dict[str, Any], service: str) -> None:
+    spec = compose["services"][service]
+    assert spec["command"] == ["rehabgate", service]  # exec form: no shell, no pip
+    assert "entrypoint" not in spec
+    assert "volumes" not in spec  # the code is in the image, not mounted from here
+    words = json.dumps([spec["command"], spec["healthcheck"]["test"]])
+    assert not re.search(r"\bpip3?\b|install|\bsh\b", words), words
+    assert spec["read_only"] is True
+    assert spec["cap_drop"] == ["ALL"]
+    assert "pip-cache" not in (compose.get("volumes") or {})
+
+
+def test_every_rehabgate_variable_passed_is_a_setting(compose: dict[str, Any]) -> None:
+    """A misspelt variable would be passed, ignored, and its setting silently default."""
+    known = {env_name(field) for field in Settings.model_fields}
+    for service in RUNS_THE_IMAGE:
+        for name in compose["services"][service]["environment"]:
+            assert name in known, f"{service}: {name} is no rehabgate setting"
+
+
+def test_physio_tokens_are_required_not_defaulted(compose: dict[str, Any]) -> None:
+    """Defaulted to {}, every physio got 401; now compose refuses to start without them."""
+    value = compose["services"]["gatekeeper"]["environment"]["REHABGATE_CLINIC_TOKENS"]
+    assert re.fullmatch(r"\$\{REHABGATE_CLINIC_TOKENS:\?[^}]+\}", value), value
+
+
+def test_notifier_is_passed_every_smtp_and_webhook_setting(compose: dict[str, Any]) -> None:
+    channel_settings = {
+        env_name(field)
+        for field in Settings.model_fields
+        if field.startswith(("smtp_", "webhook"))
+    }
+    assert "REHABGATE_WEBHOOKS" in channel_settings
+    assert "REHABGATE_SMTP_PASSWORD" in channel_settings
+    environment = compose["services"]["notifier"]["environment"]
+    assert channel_settings <= set(environment), channel_settings - set(environment)
+    for name in channel_settings:
+        # passed through only when set: an empty default would break settings
+        # (an empty REHABGATE_SMTP_PORT does not parse; an empty user logs in as "")
+        assert environment[name] is None, name
+
+
+def test_both_services_are_given_the_same_partitions(compose: dict[str, Any]) -> None:
+    values = {
+        str(compose["services"][s]["environment"]["REHABGATE_PARTITIONS"]) for s in RUNS_THE_IMAGE
+    }
+    assert len(values) == 1
 
 
 # -- the observability profile ------------------------------------------------------
