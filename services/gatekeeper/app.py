@@ -25,6 +25,7 @@ import contextlib
 import logging
 import time
 from dataclasses import replace
+from datetime import timedelta
 
 import structlog
 from faststream.exceptions import NackMessage
@@ -51,6 +52,7 @@ from rehabgate.services.common.settings import Settings, settings_or_exit
 from rehabgate.services.common.tracing import EventSpans, traced
 
 from .audit.http import physio_routes
+from .intake import Limits
 from .process import Entry, Report, process_batch
 from .protocol_files import load_protocols
 from .store import RedisClientStore
@@ -68,10 +70,12 @@ def create_app(settings: Settings | None = None) -> ServiceAsgi:
         raise SystemExit("gatekeeper: set REDIS_URL (or use `rehabgate up`)")
     protocols = load_protocols(settings.protocol_dirs)
     broker = connections.broker(
-        settings, logger=log, log_level=logging.DEBUG, parser=raw_batch_parser
-    )
+        settings, logger=log, log_level=logging.DEBUG, parser=raw_batch_parser,
+        graceful_timeout=settings.shutdown_grace_s,
+    )  # fmt: skip
     redis = connections.redis_client(settings)
-    store = RedisClientStore(redis, settings.partitions)
+    store = RedisClientStore(redis, settings.partitions, settings.max_event_bytes)
+    limits = Limits(settings.max_event_bytes, timedelta(seconds=settings.max_future_s))
     metrics = GatekeeperMetrics()
     tracing = traced(broker, "gatekeeper", settings)
 
@@ -99,7 +103,9 @@ def create_app(settings: Settings | None = None) -> ServiceAsgi:
         )
         entries = [replace(e, trace=spans.fields(e.entry_id)) for e in entries]
         try:
-            report = await process_batch(entries, store, protocols, source, deferrable=deferrable)
+            report = await process_batch(
+                entries, store, protocols, source, deferrable=deferrable, limits=limits
+            )
         except BaseException:
             spans.end({})  # the batch stays pending and is retried: no fates to record
             raise
@@ -262,7 +268,7 @@ def create_app(settings: Settings | None = None) -> ServiceAsgi:
     async def stop_sweep() -> None:
         stopping.set()
         if sweeping:
-            _, late = await asyncio.wait(sweeping, timeout=SWEEP_INTERVAL_S)
+            _, late = await asyncio.wait(sweeping, timeout=settings.shutdown_grace_s)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
