@@ -140,6 +140,18 @@ class Settings(BaseSettings):
     signature_tolerance_s: float = Field(
         default=300, gt=0, description="Signed events: largest age (or lead) of `timestamp`."
     )
+    max_event_bytes: int = Field(
+        default=65_536,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest inbound entry (all its fields); larger ones are dead-lettered "
+        "unparsed, and a dead letter keeps at most this much of the payload.",
+    )
+    max_future_s: float = Field(
+        default=86_400,
+        ge=0,
+        description="How far after the server's clock an event's occurred_at may lie.",
+    )
     acl_passwords: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="`rehabgate acl generate`: Redis user -> password (JSON); others generated.",
