@@ -2,6 +2,11 @@
 consumers) before subscribers start, a heartbeat and periodic trimming while
 they run, and the Redis client closed at the end.
 
+Shutdown is bounded: FastStream waits `shutdown_grace_s` for the batches under
+way (the services build their brokers with it as `graceful_timeout`), and a
+watchdog ends the process 5 s after that if anything still hangs; whatever was
+not committed stays pending and is taken over elsewhere.
+
 A lost consumer group (FLUSHALL, a restore, XGROUP DESTROY) makes FastStream
 0.7.8 stop that subscriber for good and exit the app. The heartbeat stops at
 once (not every subscriber runs), the shutdown logs `consumer_group_lost` and
@@ -14,6 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
+import sys
+import threading
 from collections.abc import Sequence
 
 import structlog
@@ -25,6 +33,10 @@ from .consuming import ensure_group, prune_idle_consumers
 from .heartbeat import Heartbeat
 from .retention import trim_stream
 from .settings import Settings
+
+#: After the shutdown grace, this long for the rest of the shutdown (closing
+#: connections, flushing traces) before the process is ended regardless.
+FORCE_EXIT_AFTER_GRACE_S = 5.0
 
 
 class ConsumerGroupLost(RuntimeError):
@@ -87,8 +99,27 @@ def service_app(
         heartbeat.start()
         tasks.append(asyncio.create_task(keep_trimming()))
 
+    def force_exit_later() -> None:
+        """Shutdown is bounded: a batch or a Redis call that hangs past the grace
+        (a cancelled call can, on Python 3.11) must not keep the process alive
+        (a supervisor would SIGKILL it anyway). What it held stays pending."""
+
+        def watchdog() -> None:
+            if not done.wait(settings.shutdown_grace_s + FORCE_EXIT_AFTER_GRACE_S):
+                log.error("shutdown_forced", after_s=settings.shutdown_grace_s
+                          + FORCE_EXIT_AFTER_GRACE_S)  # fmt: skip
+                os._exit(1)
+
+        # Not inside a test process that runs the app in-process: a failed test's
+        # shutdown must fail that test, not end the whole run.
+        if "pytest" not in sys.modules:
+            threading.Thread(target=watchdog, name="shutdown-watchdog", daemon=True).start()
+
+    done = threading.Event()
+
     @app.on_shutdown
     async def stop_background() -> None:
+        force_exit_later()
         # Subscribers stop after these hooks, so one already stopped was stopped
         # by FastStream: its group is gone (the only terminal error we can hit).
         for subscriber in broker.subscribers:
@@ -107,9 +138,12 @@ def service_app(
     async def close_redis() -> None:
         # The beat goes only now, once the subscribers stopped: the other processes
         # take over what this one still holds as soon as it is removed.
-        with contextlib.suppress(Exception):
-            await heartbeat.stop()
-        await redis.aclose()
+        try:
+            with contextlib.suppress(Exception):
+                await heartbeat.stop()
+            await redis.aclose()
+        finally:
+            done.set()
         if lost:
             raise ConsumerGroupLost(f"consumer group lost on {sorted(set(lost))}; restart")
 

@@ -91,6 +91,14 @@ class Settings(BaseSettings):
         description="A gatekeeper whose heartbeat is this old (or gone) is dead: the others "
         "take over its pending entries before applying its clients' later events.",
     )
+    shutdown_grace_s: float = Field(
+        default=3.0,
+        gt=0,
+        le=60,
+        description="On SIGTERM, longest wait for the batches and sends under way; what is cut "
+        "short stays pending (or claimed) and is redone elsewhere. The process exits at the "
+        "latest 5 s after this.",
+    )
     max_deliveries: int = Field(
         default=5, ge=1, description="After this many deliveries an entry is dead-lettered."
     )

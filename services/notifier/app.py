@@ -102,8 +102,9 @@ def create_app(settings: Settings | None = None) -> ServiceAsgi:
     if not settings.redis_url:
         raise SystemExit("notifier: set REDIS_URL (or use `rehabgate up`)")
     broker = connections.broker(
-        settings, logger=log, log_level=logging.DEBUG, parser=raw_batch_parser
-    )
+        settings, logger=log, log_level=logging.DEBUG, parser=raw_batch_parser,
+        graceful_timeout=settings.shutdown_grace_s,
+    )  # fmt: skip
     redis = connections.redis_client(settings)
     renderer = Renderer(settings.template_dir, settings.default_locale)
     external = external_channels(settings)
@@ -128,7 +129,7 @@ def create_app(settings: Settings | None = None) -> ServiceAsgi:
 
     @app.on_shutdown
     async def stop_outbox_loop() -> None:
-        await loop.stop()
+        await loop.stop(grace_s=settings.shutdown_grace_s)
         webhook = external.get("webhook")
         if isinstance(webhook, WebhookChannel):
             await webhook.close()

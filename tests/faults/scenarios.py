@@ -25,7 +25,7 @@ SIZES: dict[str, dict[str, tuple[int, int, float | None]]] = {
         "redis_kill": (1500, 2, 200),
         "poison": (1500, 0, None),
         "network": (1500, 3, 150),
-        "crash-continuous": (2400, 4, 200),
+        "crash-continuous": (2400, 4, 150),
     },
     "full": {
         "gatekeeper_kills": (20_000, 12, 300),
@@ -33,7 +33,7 @@ SIZES: dict[str, dict[str, tuple[int, int, float | None]]] = {
         "redis_kill": (8_000, 5, 300),
         "poison": (8_000, 0, None),
         "network": (8_000, 9, 250),
-        "crash-continuous": (20_000, 14, 300),
+        "crash-continuous": (20_000, 14, 250),
     },
 }
 
