@@ -76,6 +76,14 @@ class ProgressionEvaluated(Envelope):
     decided_by: Literal["rules", "clinician"] = "rules"
     clinician_id: str | None = None
     clinician_reason: str | None = None
+    supersedes: UUID | None = Field(
+        default=None,
+        description="Set on a correction: the decision it replaces. A late event re-decided "
+        "a later one differently; read in event time, the correction counts, not the old one.",
+    )
+    superseded_outcome: Outcome | None = Field(
+        default=None, description="On a correction: the outcome of the decision it replaces."
+    )
 
 
 class ClientMessage(WireModel):

@@ -5,11 +5,13 @@
 -- ARGV: 1 event_id, 2 expected state version, 3 expected chain head (the hash the new
 --       entry links to), 4 state JSON, 5 audit entry as stored (compressed JSON),
 --       6 audit entry hash (new chain head), 7 the event's clinic id,
---       8 decision JSON, or "" when nothing was decided; the audit entry holds it too,
---       compressed: this copy is the one the evaluated stream carries,
---       9 the event's content digest (an event id reused with other content is
+--       8 the event's content digest (an event id reused with other content is
 --       refused: the caller compares digests before it decides),
---       10... optional field/value pairs added to the evaluated stream entry after `event`.
+--       9 the number n of decisions (0: nothing was decided; more than 1: a late
+--       event's own decision and its corrections of later ones),
+--       10 .. 9+n the decisions' JSON, each added to the evaluated stream (the audit
+--       entry holds them too, compressed),
+--       10+n ... optional field/value pairs added to each evaluated stream entry.
 -- Every check comes before the first write: a Lua error does not roll back writes.
 -- Checking the head as well as the version means a step built on a step that was
 -- refused (an earlier event of the same client in the batch) is refused too.
@@ -19,7 +21,7 @@ if owner and owner ~= ARGV[7] then
 end
 if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
   local digest = redis.call('HGET', KEYS[6], ARGV[1])
-  if digest and digest ~= ARGV[9] then
+  if digest and digest ~= ARGV[8] then
     return 'reused'
   end
   return 'duplicate'
@@ -33,12 +35,13 @@ end
 redis.call('HSET', KEYS[1], 'state', ARGV[4], 'version', tonumber(version) + 1,
            'audit_head', ARGV[6])
 redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[6], ARGV[1], ARGV[9])
+redis.call('HSET', KEYS[6], ARGV[1], ARGV[8])
 if not owner then
   redis.call('SET', KEYS[5], ARGV[7])
 end
 redis.call('XADD', KEYS[3], '*', 'entry', ARGV[5], 'hash', ARGV[6])
-if ARGV[8] ~= '' then
-  redis.call('XADD', KEYS[4], '*', 'event', ARGV[8], unpack(ARGV, 10))
+local n = tonumber(ARGV[9])
+for i = 10, 9 + n do
+  redis.call('XADD', KEYS[4], '*', 'event', ARGV[i], unpack(ARGV, 10 + n))
 end
 return 'applied'

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from rehabgate.schemas.inbound import ClientEnrolled, InboundEvent, parse_inbound
 from rehabgate.schemas.streams import EVENT_FIELD
 
-from .store import DeadLetter
+from .client_store import DeadLetter
 from .tenancy import SHARED, Refusal, Source, check_clinic, check_envelope
 
 #: No event may say it happened before this (documented in the README's contract).

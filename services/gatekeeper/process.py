@@ -26,7 +26,6 @@ from importlib.metadata import version
 from typing import Literal
 
 import structlog
-from redis.exceptions import ResponseError
 
 from rehabgate.schemas.inbound import (
     ClientContactUpdated,
@@ -35,9 +34,9 @@ from rehabgate.schemas.inbound import (
 )
 from rehabgate.schemas.streams import EVENT_FIELD
 
+from .client_store import ClientStore, Commit, DeadLetter, Snapshot, StepFailed, chain
 from .domain import Decision, Protocol, Rejected, decide, enroll
 from .intake import Limits, content_digest, event_ids, read_entry, refused
-from .store import Commit, DeadLetter, RedisClientStore, Snapshot, chain
 from .tenancy import (
     SHARED,
     Source,
@@ -132,7 +131,7 @@ def _raw(entry: Entry) -> bytes:
 
 async def process_batch(
     entries: Sequence[Entry],
-    store: RedisClientStore,
+    store: ClientStore,
     protocols: Mapping[str, Protocol],
     source: Source = SHARED,
     now: float | None = None,
@@ -174,7 +173,7 @@ async def process_batch(
 
 async def _round(
     pending: list[tuple[Entry, InboundEvent]],
-    store: RedisClientStore,
+    store: ClientStore,
     protocols: Mapping[str, Protocol],
     source: Source,
     fates: dict[str, Fate],
@@ -229,12 +228,15 @@ async def _round(
             snap.state is not None
             and not isinstance(event, ClientEnrolled)
             and snap.state.is_late(event)
-            and not snap.state.has_full_log()
+            and not snap.history_loaded
         ):
-            # Rare: an event older than the newest applied one. Its replay needs the
-            # whole history: what is committed, plus this batch's events so far.
-            committed = await store.load_log(event.client_id)
-            snap.state = snap.state.model_copy(update={"log": (*committed, *snap.state.log)})
+            # Rare: an event older than the newest applied one. Deciding it needs the
+            # whole history and the decisions on record: what is committed, plus this
+            # batch's events so far (read once per batch).
+            history = await store.load_history(event.client_id)
+            snap.history_loaded = True
+            snap.state = snap.state.model_copy(update={"log": (*history.events, *snap.state.log)})
+            snap.recorded = {**history.decisions, **snap.recorded}
         try:
             decision = _decide(snap, event, protocols)
             commit = _commit_for(snap, event, event_id, digest, decision, entry.trace)
@@ -261,12 +263,14 @@ async def _round(
         snap.processed.add(event_id)
         snap.digests[event_id] = digest
         snap.owner = snap.owner or event.clinic_id
+        for evaluation in decision.evaluations:
+            snap.recorded[str(evaluation.cause_event_id)] = evaluation
 
     results = await store.commit([c for _, _, c, _ in commits])
     retry: list[tuple[Entry, InboundEvent]] = []
     conflicted: set[str] = set()
     for (entry, event, _, decided), step_result in zip(commits, results, strict=True):
-        if isinstance(step_result, ResponseError):  # the step failed on its own (not Redis)
+        if isinstance(step_result, StepFailed):  # the step failed on its own (not Redis)
             letters.append(_failed(entry, "store", step_result))
             conflicted.add(event.client_id)  # later steps built on this one: decide again
         elif step_result == "foreign":  # another clinic took the client meanwhile
@@ -302,7 +306,7 @@ def _decide(snap: Snapshot, event: InboundEvent, protocols: Mapping[str, Protoco
     protocol = protocols.get(snap.state.protocol)
     if protocol is None:
         raise Rejected(f"client's protocol {snap.state.protocol} is not loaded")
-    return decide(protocol, snap.state, event)
+    return decide(protocol, snap.state, event, snap.recorded)
 
 
 def _commit_for(
@@ -315,17 +319,18 @@ def _commit_for(
 ) -> Commit:
     evaluation = decision.evaluation
     decision_json = evaluation.model_dump_json() if evaluation else None
-    entry_json, entry_hash = chain(
-        snap.audit_head,
-        {
-            "seq": str(snap.version + 1),
-            "event": event.model_dump_json(),
-            "decision": decision_json or "null",
-            "stage_after": json.dumps(decision.state.stage_id),
-            "status_after": json.dumps(decision.state.status),
-            "service_version": _SERVICE_VERSION_JSON,
-        },
-    )
+    corrections = [c.model_dump_json() for c in decision.corrections]
+    parts = {
+        "seq": str(snap.version + 1),
+        "event": event.model_dump_json(),
+        "decision": decision_json or "null",
+        "stage_after": json.dumps(decision.state.stage_id),
+        "status_after": json.dumps(decision.state.status),
+        "service_version": _SERVICE_VERSION_JSON,
+    }
+    if corrections:  # (absent otherwise: entries without any read as before)
+        parts["corrections"] = "[" + ",".join(corrections) + "]"
+    entry_json, entry_hash = chain(snap.audit_head, parts)
     return Commit(
         keys=snap.keys,
         event_id=event_id,
@@ -334,7 +339,7 @@ def _commit_for(
         state=decision.state,
         audit_entry=entry_json,
         audit_hash=entry_hash,
-        decision=decision_json,
+        decisions=(decision_json, *corrections) if decision_json else tuple(corrections),
         digest=digest,
         clinic_id=event.clinic_id,
         decision_fields=tuple(item for pair in trace.items() for item in pair),

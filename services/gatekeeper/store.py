@@ -1,4 +1,5 @@
-"""Redis adapter of the gatekeeper: batch state reads and atomic commit steps.
+"""Redis adapter of the gatekeeper's client store (client_store.py, the port):
+batch state reads and atomic commit steps.
 
 A batch costs two pipelined round trips: one to read every client's state and
 processed markers (one read-only script call per partition), one to run every
@@ -9,14 +10,12 @@ per-event atomicity holds while the batch stays fast.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import hiredis
 from pydantic import ValidationError
@@ -26,98 +25,50 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 from redis.typing import EncodableT, FieldT
 
-from rehabgate.schemas.inbound import INBOUND_ADAPTER, ClientContactUpdated, ClientEnrolled
 from rehabgate.schemas.streams import INBOUND, INBOUND_DEAD_LETTER, SECURITY_EVENTS
 from rehabgate.services.common.connections import ClusterClient, RedisClient
 from rehabgate.services.common.dead_letters import RAW_KEPT_BYTES, DeadLetters, Letter
 from rehabgate.services.common.keys import ClientKeys
 
 from .audit.codec import decode_entry, encode_entry
+from .client_store import (
+    GENESIS,
+    Commit,
+    CommitResult,
+    DeadLetter,
+    RecordedHistory,
+    Snapshot,
+    StepFailed,
+    chain,
+    history_of,
+)
 from .domain.history import ClientState, ProgressEvent
 
-#: 'foreign': the client belongs to another clinic (checked atomically, in the step);
-#: 'reused': the event id was applied before with other content.
-CommitResult = Literal["applied", "duplicate", "conflict", "foreign", "reused"]
-GENESIS = "0" * 64
+__all__ = [
+    "GENESIS",
+    "Commit",
+    "DeadLetter",
+    "RecordedHistory",
+    "RedisClientStore",
+    "Snapshot",
+    "chain",
+    "events_in_audit",
+    "history_in_audit",
+]
+
 #: A script argument as the store passes it.
 ScriptArg = str | int | bytes
 
 
-@dataclass
-class Snapshot:
-    """A client as read at the start of a batch."""
-
-    keys: ClientKeys
-    state: ClientState | None
-    version: int
-    audit_head: str
-    processed: set[str] = field(default_factory=set)
-    #: Content digests of the applied ones among the batch's event ids (where kept).
-    digests: dict[str, str] = field(default_factory=dict)
-    #: The clinic the client belongs to (its first writer); None for a new client.
-    owner: str | None = None
-    #: Why the stored state cannot be read (its events are dead-lettered), or None.
-    unreadable: str | None = None
-
-
-@dataclass(frozen=True)
-class Commit:
-    """One event's writes, applied all together or not at all."""
-
-    keys: ClientKeys
-    event_id: str
-    expected_version: int
-    #: The chain head the entry links to: the step is refused if it moved meanwhile.
-    previous_hash: str
-    state: ClientState
-    #: The entry's JSON (stored compressed: audit/codec.py).
-    audit_entry: str
-    audit_hash: str
-    decision: str | None
-    #: The event's clinic: the step refuses it when the client belongs to another.
-    clinic_id: str
-    #: The event's content digest (intake.content_digest), kept beside its marker.
-    digest: str
-    #: Extra field/value pairs of the decision's stream entry (its trace context).
-    decision_fields: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """An entry refused with a reason the sender can act on."""
-
-    entry_id: str
-    reason: str
-    raw: bytes
-    #: Also a security event: these fields (ids and reason only) go to SECURITY_EVENTS.
-    security: Mapping[str, str] | None = None
-
-
-def chain(previous_hash: str, parts: Mapping[str, str]) -> tuple[str, str]:
-    """Assemble an audit entry linked to its predecessor; returns (json, hash).
-
-    `parts` maps each key to its value already serialised as JSON: the event and
-    the decision are serialised once, by pydantic's Rust serialiser, and the same
-    text goes to the audit entry and the decision stream (re-encoding them here
-    cost more than the rest of the step). The hash covers this exact JSON text,
-    which the store keeps compressed (audit/codec.py).
-    """
-    members = [f'"prev_hash":{json.dumps(previous_hash)}']
-    members += [f"{json.dumps(key)}:{value}" for key, value in parts.items()]
-    body = "{" + ",".join(members) + "}"
-    return body, hashlib.sha256((previous_hash + body).encode()).hexdigest()
+def history_in_audit(entries: Iterable[Mapping[bytes, bytes]]) -> RecordedHistory:
+    """A client's recorded history from its audit stream's entries (compressed)."""
+    return history_of(json.loads(decode_entry(fields[b"entry"])) for fields in entries)
 
 
 def events_in_audit(entries: Iterable[Mapping[bytes, bytes]]) -> tuple[ProgressEvent, ...]:
     """The progress events of a client's audit entries (each applied event is in its
     entry exactly as decided), once each, in audit order."""
-    events: dict[str, ProgressEvent] = {}
-    for fields in entries:
-        body = json.loads(decode_entry(fields[b"entry"]))
-        event = INBOUND_ADAPTER.validate_python(body["event"])
-        if not isinstance(event, ClientEnrolled | ClientContactUpdated):
-            events.setdefault(str(event.event_id), event)
-    return tuple(events.values())
+    return history_in_audit(entries).events
 
 
 class RedisClientStore:
@@ -181,9 +132,9 @@ class RedisClientStore:
                 )
         return snapshots
 
-    async def commit(self, commits: Sequence[Commit]) -> list[CommitResult | ResponseError]:
+    async def commit(self, commits: Sequence[Commit]) -> list[CommitResult | StepFailed]:
         """Each commit's result, in order; a step that failed with an error of its own
-        (not the server's state: see `transient`) is returned as that error, so it
+        (not the server's state: see `transient`) is returned as StepFailed, so it
         fails alone."""
         if not commits:
             return []
@@ -205,15 +156,18 @@ class RedisClientStore:
                     encode_entry(c.audit_entry),
                     c.audit_hash,
                     c.clinic_id,
-                    c.decision or "",
                     c.digest,
+                    len(c.decisions),
+                    *c.decisions,
                     *c.decision_fields,
                 ],
             )
             for c in commits
         ]
         replies = await self._run(self._commit, calls, own_errors=True)
-        return [r if isinstance(r, ResponseError) else r.decode() for r in replies]
+        return [
+            StepFailed(str(r)) if isinstance(r, ResponseError) else r.decode() for r in replies
+        ]
 
     async def _run(
         self,
@@ -280,13 +234,14 @@ class RedisClientStore:
                 replies[i] = await script(keys=keys, args=args, client=cluster)
         return replies
 
-    async def load_log(self, client_id: str) -> tuple[ProgressEvent, ...]:
-        """Every progress event applied to a client, for replaying a late arrival."""
+    async def load_history(self, client_id: str) -> RecordedHistory:
+        """Every progress event applied to a client and the decisions on record, for
+        deciding a late arrival."""
         entries = cast(
             list[tuple[bytes, dict[bytes, bytes]]],
             await self.redis.xrange(self.keys(client_id).audit),
         )
-        return events_in_audit(fields for _, fields in entries)
+        return history_in_audit(fields for _, fields in entries)
 
     async def store_contact(
         self, client_id: str, clinic_id: str, event_id: str, contact_json: str, digest: str

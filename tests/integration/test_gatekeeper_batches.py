@@ -122,7 +122,7 @@ async def test_stale_commit_is_refused_whole(async_redis: aredis.Redis) -> None:
     assert snapshot.state is not None
     stale = Commit(
         store.keys(client), "e-new", snapshot.version, snapshot.audit_head, snapshot.state,
-        "{}", "h", None, "clinic-a", "digest",
+        "{}", "h", (), "clinic-a", "digest",
     )  # fmt: skip
     result = await store.commit([stale])
 
@@ -142,8 +142,8 @@ async def test_a_step_built_on_a_refused_step_is_refused_too(async_redis: aredis
     assert snap.state is not None
     await async_redis.hincrby(store.keys(client).state, "version", 1)  # another writer
     keys, v, head = store.keys(client), snap.version, snap.audit_head
-    first = Commit(keys, "e-1", v, head, snap.state, "{}", "h1", None, "clinic-a", "d1")
-    second = Commit(keys, "e-2", v + 1, "h1", snap.state, "{}", "h2", None, "clinic-a", "d2")
+    first = Commit(keys, "e-1", v, head, snap.state, "{}", "h1", (), "clinic-a", "d1")
+    second = Commit(keys, "e-2", v + 1, "h1", snap.state, "{}", "h2", (), "clinic-a", "d2")
 
     assert await store.commit([first, second]) == ["conflict", "conflict"]
     assert await async_redis.xlen(store.keys(client).audit) == 1

@@ -63,14 +63,14 @@ def test_broken_yaml_reports_line(tmp_path: Path) -> None:
 
 
 def test_file_name_must_match_id_and_version(tmp_path: Path) -> None:
-    bad = copy_with(tmp_path, "version: 1", "version: 1", name="achilles-tendinopathy@2")
+    bad = copy_with(tmp_path, "version: 1", "version: 1", name="achilles-tendinopathy@3")
     with pytest.raises(ProtocolFileError, match=r"must be named achilles-tendinopathy@1\.yaml"):
         load_protocol(bad)
 
 
 def test_clinic_directory_adds_protocols_and_refuses_redefinition(tmp_path: Path) -> None:
-    copy_with(tmp_path, "version: 1", "version: 2", name="achilles-tendinopathy@2")
-    assert "achilles-tendinopathy@2" in load_protocols([tmp_path])
+    copy_with(tmp_path, "version: 1", "version: 3", name="achilles-tendinopathy@3")
+    assert "achilles-tendinopathy@3" in load_protocols([tmp_path])
     copy_with(tmp_path, "version: 1", "version: 1")
     with pytest.raises(ProtocolFileError, match="defined twice"):
         load_protocols([tmp_path])

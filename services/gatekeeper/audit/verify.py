@@ -14,13 +14,12 @@ trail is intact relative to its head; anchoring heads elsewhere would close that
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rehabgate.services.gatekeeper.store import GENESIS
+from .chain import GENESIS, entry_hash
 
 BreakKind = Literal["modified", "deleted", "reordered", "truncated", "inserted", "head_missing"]
 
@@ -83,11 +82,6 @@ def _parse(raw: str) -> _Parsed | None:
         seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
         prev if isinstance(prev, str) else None,
     )
-
-
-def entry_hash(prev_hash: str, raw: str) -> str:
-    """The hash `store.chain` gave an entry whose JSON is `raw`."""
-    return hashlib.sha256((prev_hash + raw).encode()).hexdigest()
 
 
 def verify_chain(entries: Sequence[StoredEntry], head: Head) -> Verdict:

@@ -8,7 +8,7 @@ decisions, which is what makes them auditable and re-explainable.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from uuid import UUID, uuid5
@@ -50,10 +50,20 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Decision:
-    """The client's next state and, when something was decided, the decision event."""
+    """The client's next state and, when something was decided, the decision event.
+
+    A late event may also correct decisions recorded for events after it: each
+    correction is the decision in-order arrival would have recorded for one of
+    them, naming the decision it supersedes."""
 
     state: ClientState
     evaluation: ProgressionEvaluated | None
+    corrections: tuple[ProgressionEvaluated, ...] = ()
+
+    @property
+    def evaluations(self) -> tuple[ProgressionEvaluated, ...]:
+        """Every decision to record, in event time."""
+        return (self.evaluation, *self.corrections) if self.evaluation else self.corrections
 
 
 def enroll(protocol: Protocol, existing: ClientState | None, event: ClientEnrolled) -> Decision:
@@ -97,12 +107,21 @@ def decision_id_of(cause: ClientEnrolled | ProgressEvent) -> UUID:
     return uuid5(DECISION_NAMESPACE, f"{cause.clinic_id}/{cause.client_id}/{cause.event_id}")
 
 
-def decide(protocol: Protocol, state: ClientState, event: ProgressEvent) -> Decision:
+def decide(
+    protocol: Protocol,
+    state: ClientState,
+    event: ProgressEvent,
+    recorded: Mapping[str, ProgressionEvaluated] | None = None,
+) -> Decision:
     """Record the event in the client's history and decide what it means.
 
-    An event older than the newest one recorded is a late arrival: the whole
-    history is replayed in event-time order, so the client ends where an in-order
-    arrival would have put them, and the decision explains the difference.
+    An event older than the newest one recorded is a late arrival: it is decided
+    at its own time (on the history before it), and the events after it are
+    decided again on top. `recorded` maps those events' ids to the decisions on
+    record for them (the audit trail's); each whose transition comes out
+    differently is corrected by a decision that supersedes the recorded one. So
+    the decisions on record, read in event time, are the ones in-order arrival
+    would have recorded, and every decision moves at most one stage.
     """
     if event.clinic_id != state.clinic_id:
         raise Rejected("client belongs to another clinic")
@@ -116,7 +135,7 @@ def decide(protocol: Protocol, state: ClientState, event: ProgressEvent) -> Deci
             f"({enrolled.isoformat()})"
         )
     if state.is_late(event):
-        return _late(protocol, state, event)
+        return _late(protocol, state, event, recorded or {})
     decision = _apply(protocol, state, event)
     return Decision(decision.state.logged(event), decision.evaluation)
 
@@ -143,45 +162,75 @@ def replay(
     return decisions
 
 
-def _late(protocol: Protocol, state: ClientState, event: ProgressEvent) -> Decision:
+def _late(
+    protocol: Protocol,
+    state: ClientState,
+    event: ProgressEvent,
+    recorded: Mapping[str, ProgressionEvaluated],
+) -> Decision:
     if not state.has_full_log():
         raise IncompleteHistory(
             f"late event needs all {state.applied} logged events, got {len(state.log)}"
         )
     key = event_order(event)
     earlier = [e for e in state.log if event_order(e) < key]
-    own_decision = decide(protocol, replay(protocol, state.enrolment, earlier)[-1].state, event)
-    final = own_decision.state
-    for later in (e for e in state.log if event_order(e) > key):
+    own = decide(protocol, replay(protocol, state.enrolment, earlier)[-1].state, event)
+    current = own.state
+    late = f"late {event.event_type} from {_when(event)}"
+    corrections = []
+    for later in sorted((e for e in state.log if event_order(e) > key), key=event_order):
         try:
-            final = decide(protocol, final, later).state
+            decided = decide(protocol, current, later)
         except Rejected:
             continue
-    own = own_decision.evaluation
-    before, after = protocol.stage_index(state.stage_id), protocol.stage_index(final.stage_id)
-    outcome: Outcome
-    if final.status == "flagged" and state.status != "flagged":
-        outcome = "flagged"
-    elif final.status == "completed" and state.status != "completed":
-        outcome = "completed"
-    elif after > before:
-        outcome = "unlocked"
-    elif after < before:
-        outcome = "regressed"
-    else:
-        outcome = "held"
-    late = event.occurred_at.strftime("%Y-%m-%d %H:%M %Z").strip()
-    summary = f"late {event.event_type} from {late}: history re-evaluated in time order"
-    if own is not None:
-        summary += f"; at its time: {own.outcome} ({own.summary})"
-    return Decision(
-        final,
-        _evaluated(
-            protocol, event, final, outcome, state.stage_id,
-            own.criteria if own is not None else (), summary,
-            event if isinstance(event, ClinicianAction) else None,
-        ),
-    )  # fmt: skip
+        current = decided.state
+        before = recorded.get(str(later.event_id))
+        after = decided.evaluation
+        if after is not None and _changed(after, before):
+            corrections.append(_correction(after, before, event, late))
+    evaluation = own.evaluation
+    if evaluation is not None:
+        evaluation = evaluation.model_copy(
+            update={"summary": f"{late}, decided at its time: {evaluation.summary}"}
+        )
+    return Decision(current, evaluation, tuple(corrections))
+
+
+def _changed(after: ProgressionEvaluated, before: ProgressionEvaluated | None) -> bool:
+    """Whether a re-decided event needs a correction: its outcome or stage move
+    differs from the one on record (a hold whose observed values changed does not;
+    nor does a hold where nothing was recorded)."""
+    if before is None:
+        return after.outcome != "held"
+    return (after.outcome, after.from_stage, after.to_stage) != (
+        before.outcome,
+        before.from_stage,
+        before.to_stage,
+    )
+
+
+def _correction(
+    after: ProgressionEvaluated,
+    before: ProgressionEvaluated | None,
+    late: ProgressEvent,
+    told: str,
+) -> ProgressionEvaluated:
+    """`after`, recorded as the correction of `before` caused by the late event."""
+    correction_id = uuid5(DECISION_NAMESPACE, f"{after.decision_id}/corrected-by/{late.event_id}")
+    was = f"was {before.outcome}" if before is not None else "had no decision"
+    return after.model_copy(
+        update={
+            "event_id": correction_id,
+            "decision_id": correction_id,
+            "supersedes": before.decision_id if before is not None else None,
+            "superseded_outcome": before.outcome if before is not None else None,
+            "summary": f"corrected after a {told} ({was}): {after.summary}",
+        }
+    )
+
+
+def _when(event: ProgressEvent) -> str:
+    return event.occurred_at.strftime("%Y-%m-%d %H:%M %Z").strip()
 
 
 def _apply(protocol: Protocol, state: ClientState, event: ProgressEvent) -> Decision:

@@ -1,0 +1,108 @@
+"""An in-memory ClientStore (services/gatekeeper/client_store.py) for fast tests of
+the use case: the same checks as the Redis adapter's Lua steps (owner, processed
+marker and content digest, version and chain head), all in one process.
+
+The Redis adapter itself is tested on a real server (tests/integration)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rehabgate.schemas.outbound import ProgressionEvaluated
+from rehabgate.schemas.streams import INBOUND
+from rehabgate.services.common.keys import ClientKeys
+from rehabgate.services.gatekeeper.client_store import (
+    GENESIS,
+    Commit,
+    CommitResult,
+    DeadLetter,
+    RecordedHistory,
+    Snapshot,
+    StepFailed,
+    history_of,
+)
+from rehabgate.services.gatekeeper.domain.history import ClientState
+
+
+@dataclass
+class StoredClient:
+    state: ClientState | None = None
+    version: int = 0
+    head: str = GENESIS
+    owner: str | None = None
+    digests: dict[str, str] = field(default_factory=dict)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    contact: str | None = None
+
+
+@dataclass
+class InMemoryClientStore:
+    partitions: int = 1
+    clients: dict[str, StoredClient] = field(default_factory=dict)
+    #: Every decision written to the evaluated stream, in write order.
+    evaluated: list[ProgressionEvaluated] = field(default_factory=list)
+    #: Dead letters by source entry id (written once each, as the adapter does).
+    dead_letters: dict[str, DeadLetter] = field(default_factory=dict)
+
+    def keys(self, client_id: str) -> ClientKeys:
+        return ClientKeys.of(client_id, self.partitions)
+
+    def _client(self, client_id: str) -> StoredClient:
+        return self.clients.setdefault(client_id, StoredClient())
+
+    async def load(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, Snapshot]:
+        out = {}
+        for client_id, event_ids in wanted.items():
+            c = self._client(client_id)
+            out[client_id] = Snapshot(
+                keys=self.keys(client_id),
+                state=c.state,
+                version=c.version,
+                audit_head=c.head,
+                processed={e for e in event_ids if e in c.digests},
+                digests={e: c.digests[e] for e in event_ids if e in c.digests},
+                owner=c.owner,
+            )
+        return out
+
+    async def commit(self, commits: Sequence[Commit]) -> list[CommitResult | StepFailed]:
+        return [self._step(commit) for commit in commits]
+
+    def _step(self, commit: Commit) -> CommitResult | StepFailed:
+        c = self._client(commit.keys.client_id)
+        if c.owner is not None and c.owner != commit.clinic_id:
+            return "foreign"
+        if commit.event_id in c.digests:
+            return "reused" if c.digests[commit.event_id] != commit.digest else "duplicate"
+        if c.version != commit.expected_version or c.head != commit.previous_hash:
+            return "conflict"
+        # stored as the adapter stores it: JSON, without the in-memory event log
+        state = ClientState.model_validate_json(commit.state.model_dump_json())
+        c.state, c.version, c.head = state, c.version + 1, commit.audit_hash
+        c.digests[commit.event_id] = commit.digest
+        c.owner = c.owner or commit.clinic_id
+        c.entries.append(json.loads(commit.audit_entry))
+        self.evaluated += [ProgressionEvaluated.model_validate_json(d) for d in commit.decisions]
+        return "applied"
+
+    async def load_history(self, client_id: str) -> RecordedHistory:
+        return history_of(self._client(client_id).entries)
+
+    async def store_contact(
+        self, client_id: str, clinic_id: str, event_id: str, contact_json: str, digest: str
+    ) -> str:
+        c = self._client(client_id)
+        if c.owner is not None and c.owner != clinic_id:
+            return "foreign"
+        if event_id in c.digests:
+            return "reused" if c.digests[event_id] != digest else "duplicate"
+        c.contact, c.digests[event_id] = contact_json, digest
+        c.owner = c.owner or clinic_id
+        return "applied"
+
+    async def dead_letter(self, letters: Iterable[DeadLetter], stream: str = INBOUND) -> None:
+        for letter in letters:
+            self.dead_letters.setdefault(letter.entry_id, letter)
