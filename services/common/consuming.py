@@ -20,7 +20,7 @@ from redis.exceptions import ResponseError
 from rehabgate.schemas.streams import EVENT_FIELD
 
 from .connections import RedisClient
-from .heartbeat import Liveness
+from .heartbeat import Liveness, now_ms
 from .metrics import ServiceMetrics
 
 #: A stream entry as read: its id as text and its fields.
@@ -252,6 +252,8 @@ class ClientOrder:
         self._clients: dict[str, str | None] = {}
         self._cache_size = cache_size
         self._liveness: tuple[float, Liveness] | None = None
+        #: When this process started: what its names held before is a dead process's.
+        self.started_ms = now_ms()
 
     def hold(self, entry_ids: Iterable[str]) -> None:
         """Mark `entry_ids` as handled by this process (holds nest)."""
@@ -318,10 +320,18 @@ class ClientOrder:
             self._liveness = (now, await Liveness.read(self.redis, self.service))
         return self._liveness[1]
 
-    async def _takeable(self, row: _Pending) -> bool:
-        """Whether another entry's pending `row` is nobody's work right now."""
+    async def _takeable(self, row: _Pending, sweeping: bool = False) -> bool:
+        """Whether another entry's pending `row` is nobody's work right now. This
+        process's own entries that no handler here holds: at once when an earlier
+        process of the same name was handed them; else (a failed batch) after
+        `OWN_LEFTOVER_MS` when a later entry of the client needs them, and after the
+        claim idle time for the sweep (as the claimer would)."""
         if row.consumer in self.own:
-            return row.entry_id not in self.in_flight and row.idle_ms >= OWN_LEFTOVER_MS
+            if row.entry_id in self.in_flight:
+                return False
+            if now_ms() - row.idle_ms < self.started_ms:
+                return True
+            return row.idle_ms >= (self.claim_idle_ms if sweeping else OWN_LEFTOVER_MS)
         if row.consumer == PARKED or row.idle_ms >= self.claim_idle_ms:
             return True
         base = row.consumer.removesuffix(CLAIMER_SUFFIX)
@@ -385,7 +395,8 @@ class ClientOrder:
         client): a gone consumer's entries are applied without waiting for the
         claim idle time or for a later entry of the same client."""
         rows = await self._pending_below("+")
-        take = [r.entry_id for r in rows if r.consumer != PARKED and await self._takeable(r)]
+        take = [r.entry_id for r in rows
+                if r.consumer != PARKED and await self._takeable(r, sweeping=True)]  # fmt: skip
         taken = await self.take(take)
         for entry_id, fields in taken:
             self._remember(entry_id, fields)

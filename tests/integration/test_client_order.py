@@ -151,3 +151,24 @@ async def test_a_parked_entry_of_the_client_is_taken_before_its_later_one(group:
     gate = await order.sort(await group.read("survivor", 10))
 
     assert ids(gate.ready) == [first, second]
+
+
+async def test_a_restarted_process_takes_what_its_name_held_before_it_started(
+    group: Group,
+) -> None:
+    held = [await group.add(unique_client("order")) for _ in range(2)]
+    await group.read("gk-1", 2)  # then gk-1 is SIGKILLed
+    await group.redis.xclaim(group.stream, group.group, "gk-1", 0, held, idle=50)
+    restarted = group.order("gk-1")  # the new process, same name
+
+    assert ids(await restarted.orphans()) == held
+
+
+async def test_a_failed_batch_of_this_process_waits_for_the_claim_idle_time_in_the_sweep(
+    group: Group,
+) -> None:
+    order = group.order("gk-1")
+    await group.add(unique_client("order"))
+    await group.read("gk-1", 1)  # handled here, and the batch failed
+
+    assert await order.orphans() == []
