@@ -84,6 +84,11 @@ class ProgressionEvaluated(Envelope):
     superseded_outcome: Outcome | None = Field(
         default=None, description="On a correction: the outcome of the decision it replaces."
     )
+    corrected_after: UUID | None = Field(
+        default=None,
+        description="On a correction: the late event whose arrival re-decided this one "
+        "(its other corrections and its own decision form one catch-up).",
+    )
 
 
 class ClientMessage(WireModel):
@@ -121,7 +126,8 @@ class DeliveryReceipt(WireModel):
 
 
 class PhysioAlert(WireModel):
-    """Notifier → clinic physio channel: a client was flagged. Ids and the reason only;
+    """Notifier → clinic physio channel: a client was flagged, or late entries took back
+    an unlock or completion (a correction). Ids and the reason only;
     the full decision (every criterion) is on the evaluated stream and the audit trail."""
 
     event_type: Literal["physio.alert"] = "physio.alert"
@@ -129,6 +135,8 @@ class PhysioAlert(WireModel):
     clinic_id: str
     client_id: str
     protocol: ProtocolRef
-    rule_ids: tuple[str, ...] = Field(description="The safety rules that triggered.")
+    rule_ids: tuple[str, ...] = Field(
+        description="The safety rules that triggered (none for a withdrawn unlock)."
+    )
     reason: str = Field(description="The decision's one-line summary for the physio.")
     occurred_at: AwareDatetime = Field(description="When the flagging event happened.")

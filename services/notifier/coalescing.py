@@ -16,7 +16,7 @@ held to the same quiet-hours end are one message.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -67,9 +67,12 @@ def place(
     quiet: QuietHours | None,
     now: datetime,
     window: timedelta,
+    catch_up: Collection[str] = frozenset(),
 ) -> list[Placement]:
     """Placements for one client's decisions `(decision id, event time)`, in the
-    order the gatekeeper made them."""
+    order the gatekeeper made them. A `catch_up` decision (a correction a late event
+    made) joins the message before it whatever its event time, so one late sync is
+    one message that says what changed."""
     current = open_message
     placements = []
     for decision_id, at in decisions:
@@ -77,7 +80,8 @@ def place(
         held_until = quiet_until(quiet, natural)
         own = OpenMessage(decision_id, at, held_until or natural, held_until is not None)
         joins = current is not None and (
-            abs(at - current.start) <= window
+            decision_id in catch_up
+            or abs(at - current.start) <= window
             or (
                 own.held_for_quiet_hours
                 and current.held_for_quiet_hours

@@ -5,7 +5,9 @@ happened, why (its criteria in the client's words) and what the stage now asks
 (the prescription). Step-backs and flags are written to reassure, not alarm.
 Held decisions send nothing unless the held digest is on, except a hold that asks
 the client to lower the load (a `too_hard` rule triggered): that one is always
-sent, in the words of the `load_reduced` template. A held section is dropped when
+sent, in the words of the `load_reduced` template; so is a correction that takes
+back an unlock or completion (late entries changed the answer: `corrected`). A
+held section is dropped when
 a later decision in the same message supersedes it. Several
 sections become one "updates" message (see coalescing.py for when).
 """
@@ -89,8 +91,19 @@ def asks_to_act(decision: ProgressionEvaluated) -> bool:
     )
 
 
+def withdraws(decision: ProgressionEvaluated) -> bool:
+    """A correction that takes back an unlock or a completion the client was told
+    of: late entries changed the answer, and the client must hear it."""
+    return decision.superseded_outcome in ("unlocked", "completed") and decision.outcome not in (
+        "unlocked",
+        "completed",
+    )
+
+
 def needs_message(decision: ProgressionEvaluated, held_digest: bool) -> bool:
-    return decision.outcome != "held" or held_digest or asks_to_act(decision)
+    return (
+        decision.outcome != "held" or held_digest or asks_to_act(decision) or withdraws(decision)
+    )
 
 
 def _shown(
@@ -101,7 +114,11 @@ def _shown(
     shown = []
     for i, decision in enumerate(decisions):
         last = i == len(decisions) - 1
-        if decision.outcome == "held" and not (last and (held_digest or asks_to_act(decision))):
+        if (
+            decision.outcome == "held"
+            and not withdraws(decision)
+            and not (last and (held_digest or asks_to_act(decision)))
+        ):
             continue
         shown.append(decision)
     return shown
@@ -120,6 +137,8 @@ class _Section:
     prescription: Prescription | None
     #: For a hold that asks to lower the load: the rule's words (the first such rule).
     too_hard: str | None = None
+    #: For a correction: the outcome it takes back.
+    superseded: str | None = None
 
     @classmethod
     def of(cls, decision: ProgressionEvaluated) -> _Section:
@@ -127,6 +146,8 @@ class _Section:
         template: str = "welcome" if welcome else decision.outcome
         if asks_to_act(decision):
             template = "load_reduced"
+        if withdraws(decision):
+            template = "corrected"
         stage = None
         if decision.to_stage_name is not None:
             stage = (decision.to_stage_name, decision.to_stage_number, decision.stage_count)
@@ -145,6 +166,7 @@ class _Section:
                 ),
                 None,
             ),
+            superseded=decision.superseded_outcome,
         )
 
     def render(self, renderer: Renderer, clinic_id: str, locale: str) -> tuple[str, str]:
@@ -171,4 +193,5 @@ class _Section:
             "reported": texts("safety", "failed"),
             "prescription": self.prescription,
             "too_hard": self.too_hard,
+            "superseded": self.superseded,
         }

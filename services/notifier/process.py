@@ -30,7 +30,7 @@ from rehabgate.services.common.connections import RedisClient
 
 from .coalescing import place
 from .contacts import read_contacts
-from .messages import needs_message
+from .messages import needs_message, withdraws
 from .outbox.store import Entry, Outbox
 from .sending import Dispatcher
 
@@ -100,6 +100,7 @@ async def process_decisions(
             contact.quiet_hours if contact else None,
             at,
             notifier.coalesce_window,
+            catch_up={str(d.decision_id) for d, _, _ in items if d.corrected_after is not None},
         )
         taken.extend(
             Entry(d, raw_json, p, _alert(d), traceparent)
@@ -118,8 +119,9 @@ async def process_decisions(
 
 
 def _alert(decision: ProgressionEvaluated) -> str | None:
-    """A flag's alert for the clinic's physio channel: ids and the reason only."""
-    if decision.outcome != "flagged":
+    """A flag's alert for the clinic's physio channel, and a correction's that takes
+    back an unlock or completion: ids and the reason only."""
+    if decision.outcome != "flagged" and not withdraws(decision):
         return None
     return PhysioAlert(
         decision_id=decision.decision_id,

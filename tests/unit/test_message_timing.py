@@ -95,3 +95,17 @@ def test_a_message_due_in_quiet_hours_is_held_and_night_messages_are_one() -> No
 def test_open_message_pointer_round_trips() -> None:
     message = OpenMessage("a", utc(2026, 11, 20, 10, 0), utc(2026, 11, 21, 6, 30), True)
     assert OpenMessage.from_pointer(message.pointer()) == message
+
+
+def test_a_late_events_corrections_join_its_message_whatever_their_event_time() -> None:
+    """One late sync, one message: the corrections of later decisions it caused are
+    days apart in event time but join the late event's own message."""
+    now = utc(2026, 11, 25, 9, 0)
+    placed = place(
+        [("own", utc(2026, 11, 20, 10, 0)), ("fix", utc(2026, 11, 23, 7, 0))],
+        None, None, now, WINDOW, catch_up={"fix"},
+    )  # fmt: skip
+
+    assert [p.join for p in placed] == [None, "own"]
+    assert place([("own", utc(2026, 11, 20, 10, 0)), ("fix", utc(2026, 11, 23, 7, 0))],
+                 None, None, now, WINDOW)[1].join is None  # fmt: skip

@@ -204,3 +204,39 @@ def test_an_edited_override_is_used_at_once(tmp_path: Path) -> None:
     after = one(done, renderer=renderer)
 
     assert (before.body, after.body) == ("first wording", "second wording")
+
+
+# --- corrections after late entries (issue 14) -------------------------------------
+
+
+def a_withdrawal(**changes: Any) -> ProgressionEvaluated:
+    stage1 = PROTOCOL.stages[0]
+    fields: dict[str, Any] = dict(
+        outcome="held", from_stage=stage1.id, to_stage=stage1.id, to_stage_name=stage1.name,
+        to_stage_number=1, prescription=stage1.prescription, supersedes=uuid4(),
+        superseded_outcome="unlocked", corrected_after=uuid4(),
+        criteria=(a_result("exit", "failed", "3 sessions with pain at 3/10 or less"),),
+    )  # fmt: skip
+    return a_decision(**{**fields, **changes})
+
+
+def test_a_correction_that_takes_back_an_unlock_tells_the_client_plainly() -> None:
+    message = one(a_withdrawal())
+
+    assert message.title == "An update to your last progress message"
+    assert "Some of your entries reached us late" in message.body
+    assert "you are not ready to move on yet" in message.body
+    assert "Stage 1: start loading (1 of 4)" in message.body
+    assert "- 3 sessions with pain at 3/10 or less" in message.body
+    assert "[" not in message.body
+
+
+def test_a_correction_is_told_in_german_too() -> None:
+    message = one(a_withdrawal(), locale="de")
+
+    assert message.title == "Eine Korrektur zu Ihrer letzten Nachricht"
+    assert "erst später bei uns angekommen" in message.body
+
+
+def test_a_hold_that_corrects_nothing_the_client_was_told_sends_nothing() -> None:
+    assert compose([a_withdrawal(superseded_outcome="held")], NOW) is None

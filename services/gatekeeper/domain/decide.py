@@ -224,6 +224,7 @@ def _correction(
             "decision_id": correction_id,
             "supersedes": before.decision_id if before is not None else None,
             "superseded_outcome": before.outcome if before is not None else None,
+            "corrected_after": late.event_id,
             "summary": f"corrected after a {told} ({was}): {after.summary}",
         }
     )
