@@ -14,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rehabgate.schemas.outbound import ProgressionEvaluated
+from rehabgate.services.gatekeeper.audit.history import build_timeline
+from rehabgate.services.gatekeeper.audit.verify import StoredEntry
 from rehabgate.services.gatekeeper.domain import decide, enroll
 from rehabgate.services.gatekeeper.domain.decide import ProgressEvent, replay
 from rehabgate.services.gatekeeper.domain.history import event_order
@@ -137,6 +139,14 @@ def test_a_late_flare_withdraws_a_later_unlock_with_an_explicit_correction() -> 
     state = store.clients[CLIENT].state
     assert state is not None
     assert state.stage_id == model_stage([*history, late_flare])
+    # the physio's timeline shows the corrections under the late event's entry
+    entries = [
+        StoredEntry(f"{i + 1}-0", json.dumps(body), "h")
+        for i, body in enumerate(store.clients[CLIENT].entries)
+    ]
+    [late_item] = [i for i in build_timeline(CLIENT, entries).items if i.corrections]
+    assert late_item.event_id == str(late_flare.event_id)
+    assert late_item.corrections[0].superseded_outcome == "unlocked"
 
 
 def model_stage(events: list[ProgressEvent]) -> str:

@@ -80,6 +80,28 @@ class CheckinFigures(_Frozen):
     swelling: bool
 
 
+class Correction(_Frozen):
+    """A later event's decision, re-decided because this (late) event arrived."""
+
+    occurred_at: datetime
+    cause_event_type: str
+    outcome: Outcome
+    superseded_outcome: Outcome | None
+    stage_after: str | None
+    summary: str
+
+    @classmethod
+    def of(cls, decision: ProgressionEvaluated) -> Correction:
+        return cls(
+            occurred_at=decision.occurred_at,
+            cause_event_type=decision.cause_event_type,
+            outcome=decision.outcome,
+            superseded_outcome=decision.superseded_outcome,
+            stage_after=decision.to_stage,
+            summary=decision.summary,
+        )
+
+
 class TimelineItem(_Frozen):
     """One audit entry. `outcome` is None when the event decided nothing (discharge)."""
 
@@ -109,6 +131,9 @@ class TimelineItem(_Frozen):
     supersedes: int | None = None
     superseded_by: int | None = None
     service_version: str | None
+    #: Decisions of later events this late event corrected (each names the one it
+    #: supersedes), in event time.
+    corrections: tuple[Correction, ...] = ()
 
     @property
     def stage_changed(self) -> bool:
@@ -234,6 +259,10 @@ def _item(
         else None,
         supersedes=supersedes,
         service_version=body.get("service_version"),
+        corrections=tuple(
+            Correction.of(ProgressionEvaluated.model_validate(c))
+            for c in body.get("corrections", ())
+        ),
     )
 
 

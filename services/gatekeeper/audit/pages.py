@@ -398,6 +398,18 @@ def _action(item: TimelineItem) -> str:
 
 def _decision_body(item: TimelineItem) -> str:
     parts = []
+    if item.corrections:
+        rows = "".join(
+            f"<li>{escape(when(c.occurred_at))}, "
+            f"{escape(EVENT_LABELS.get(c.cause_event_type, c.cause_event_type))}: "
+            f"{badge(c.superseded_outcome or 'no decision', c.superseded_outcome or 'none')} → "
+            f"{badge(c.outcome, c.outcome)} {escape(c.summary)}</li>"
+            for c in item.corrections
+        )
+        parts.append(
+            '<div class="corrections"><b>This event arrived late</b>: with it in place, '
+            f"these later decisions came out differently and were corrected:<ul>{rows}</ul></div>"
+        )
     if item.clinician_id:
         parts.append(
             f'<div class="clin"><b>Clinician action</b>: '
