@@ -146,7 +146,7 @@ async def _erase_partition(
 ) -> None:
     p, client_id = keys.partition, keys.client_id
     outbox = Outbox(redis, p)
-    own = [keys.state, keys.processed, keys.audit, keys.contact, keys.owner]
+    own = [keys.state, keys.processed, keys.digests, keys.audit, keys.contact, keys.owner]
     async with redis.pipeline(transaction=True) as pipe:
         await pipe.watch(*own, erasures_head_key(p))
         raw_state, version, head = cast(
@@ -273,6 +273,7 @@ def _kind(key: str, keys: ClientKeys) -> str:
     return {
         keys.state: "state",
         keys.processed: "processed_markers",
+        keys.digests: "content_digests",
         keys.audit: "audit_trail",
         keys.contact: "contact_details",
         keys.owner: "owner",

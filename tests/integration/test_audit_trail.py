@@ -244,10 +244,9 @@ def test_audit_verify_all_scans_every_client(
 def test_audit_verify_names_an_unknown_client(
     redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert verify(redis_url, monkeypatch, capsys, "nobody-here") == (
-        2,
-        "audit verify: no client nobody-here\n",
-    )
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    assert main(["audit", "verify", "nobody-here"]) == 2
+    assert capsys.readouterr().err == "rehabgate audit verify: no client nobody-here\n"
 
 
 # --- reading the history --------------------------------------------------------------
@@ -335,10 +334,8 @@ def test_history_command_prints_a_table_json_or_csv(
     assert tuple(rows[0]) == CSV_COLUMNS
     assert len(rows) == stored.head.version
 
-    assert history(redis_url, monkeypatch, capsys, "nobody-here") == (
-        2,
-        "history: no client nobody-here\n",
-    )
+    assert main(["history", "nobody-here"]) == 2
+    assert capsys.readouterr().err == "rehabgate history: no client nobody-here\n"
 
 
 def test_verdict_of_the_stored_history_is_ok(stored: ClientAudit) -> None:

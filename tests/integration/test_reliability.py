@@ -179,7 +179,7 @@ def test_dlq_replay_wants_ids_or_all(
     monkeypatch.setenv("REDIS_URL", redis_url)
     assert main(["dlq", "replay"]) == 2
     assert main(["dlq", "replay", "1-0", "--all"]) == 2
-    assert "ENTRY_IDs or --all" in capsys.readouterr().out
+    assert "ENTRY_IDs or --all" in capsys.readouterr().err
 
 
 # --- retention ----------------------------------------------------------------

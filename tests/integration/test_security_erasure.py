@@ -213,7 +213,7 @@ def test_erasure_mid_history_leaves_no_trace_and_every_other_chain_verifiable(
         # Erasing again finds nothing and records nothing.
         again = run_cli(server.url, "erase", erased[0])
         assert again.returncode == 2
-        assert "nothing of client" in again.stdout
+        assert "nothing of client" in again.stderr
         assert r.xlen(erasures_stream(0)) == ERASED
         check = run_cli(server.url, "erase", "--verify")
         assert check.returncode == 0, check.stdout
