@@ -1004,8 +1004,9 @@ def published_in_order(items: Sequence[Outgoing]) -> bool:
 
 
 def late_reevaluations(items: Sequence[Outgoing], decisions: Sequence[dict[str, Any]]) -> int:
-    """Decisions (each id once, in stream order) that re-evaluated the history for a
-    late event, or whose cause was published before the cause of an earlier one."""
+    """Decisions (each id once, in stream order) taken for a late event (its summary
+    says so, or it supersedes or corrects another decision), or whose cause was
+    published before the cause of an earlier one: none, when arrival kept order."""
     published = {o.event_id: n for n, o in enumerate(items)}
     late, newest, ids = 0, -1, set()
     for d in decisions:
@@ -1013,7 +1014,12 @@ def late_reevaluations(items: Sequence[Outgoing], decisions: Sequence[dict[str, 
             continue
         ids.add(d["decision_id"])
         at = published.get(d["cause_event_id"], newest)
-        late += at < newest or "re-evaluated" in d["summary"]
+        late += (
+            at < newest
+            or d["summary"].startswith("late ")
+            or "re-evaluated" in d["summary"]
+            or bool(d.get("supersedes") or d.get("corrected_after"))
+        )
         newest = max(newest, at)
     return late
 
