@@ -51,8 +51,12 @@ def acl_command(args: argparse.Namespace, settings: Settings) -> int:
         ) from None
     if args.out.is_dir():
         raise CliError(f"rehabgate acl generate: --out {args.out} is a directory", BAD_FILE)
-    if not args.out.parent.is_dir():
-        raise CliError(f"rehabgate acl generate: no directory {args.out.parent}", BAD_FILE)
+    try:  # a secrets directory of its own is the usual place: make it, private
+        args.out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(
+            f"rehabgate acl generate: cannot create {args.out.parent}: {exc.strerror}", BAD_FILE
+        ) from None
     given = {user: pw.get_secret_value() for user, pw in settings.acl_passwords.items()}
     acl = generate(settings.clinics, given, (major, minor))
     out: Path = args.out

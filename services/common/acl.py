@@ -30,9 +30,15 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from rehabgate.schemas.streams import INBOUND, PREFIX, SECURITY_EVENTS, clinic_inbound_stream
+from rehabgate.schemas.streams import (
+    INBOUND,
+    INBOUND_DEAD_LETTER,
+    PREFIX,
+    SECURITY_EVENTS,
+    clinic_inbound_stream,
+)
 
-from .heartbeat import heartbeat_key
+from .heartbeat import heartbeat_key, started_key
 
 GATEKEEPER, NOTIFIER, AUDIT, ADMIN = "gatekeeper", "notifier", "audit", "admin"
 SERVICE_USERS = (GATEKEEPER, NOTIFIER, AUDIT)
@@ -43,7 +49,7 @@ _P = f"{PREFIX}:{{p*}}"
 # refused, it would fill ACL LOG with noise that hides real refusals.
 _CONNECT_72 = "+client|setinfo"
 _CONSUME = (
-    "+xreadgroup +xack +xautoclaim +xpending +xgroup|create +xgroup|delconsumer "
+    "+xreadgroup +xack +xautoclaim +xclaim +xpending +xgroup|create +xgroup|delconsumer "
     "+xinfo|consumers +xinfo|groups +xtrim +exists +time +xadd"
 )
 _SCRIPTS = "+eval +evalsha +script|load +script|exists"
@@ -63,14 +69,15 @@ def _rules(clinics: Iterable[str], connect: str) -> dict[str, str]:
         f"{base} +ping {_CONSUME} {_SCRIPTS} +xrange +hget +hmget +hset +hdel +hgetall "
         "+smismember +sismember +sadd +get +set +scan +multi +exec "
         f"~{INBOUND} ~{INBOUND}:* ~{_P}:client:* ~{_P}:evaluated %W~{SECURITY_EVENTS} "
-        f"~{heartbeat_key(GATEKEEPER)}"
+        f"~{heartbeat_key(GATEKEEPER)} ~{started_key(GATEKEEPER)} "
+        f"~{{{INBOUND_DEAD_LETTER}}}:lettered:*"
     )
     users[NOTIFIER] = (
         f"{base} +ping {_CONSUME} {_SCRIPTS} +hget +hmget +hset +hdel +hgetall +hincrby "
         "+zadd +zrem +zscore +zrangebyscore +del "
         f"~{_P}:evaluated ~{_P}:evaluated:dead-letter ~{_P}:delivery-ledger ~{_P}:outbox:* "
         f"~{_P}:client-messages ~{_P}:receipts ~{_P}:physio-alerts "
-        f"%R~{_P}:client:*:contact ~{heartbeat_key(NOTIFIER)}"
+        f"%R~{_P}:client:*:contact ~{heartbeat_key(NOTIFIER)} ~{started_key(NOTIFIER)}"
     )
     users[AUDIT] = (
         f"{base} +ping +hget +hmget +xrange +xrevrange +xlen +scan +multi +exec +exists "

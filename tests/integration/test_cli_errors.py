@@ -76,8 +76,8 @@ BAD_FILES = [
      errors.BAD_FILE, "invalid history"),
     (["protocol", "check", MISSING], errors.BAD_FILE, "not found"),
     (["protocol", "check", "{broken_protocol}"], errors.FOUND_PROBLEM, "Field required"),
-    (["acl", "generate", "--out", "/nonexistent-rehabgate-dir/x.acl"], errors.BAD_FILE,
-     "no directory"),
+    (["acl", "generate", "--out", "/proc/rehabgate/x.acl"], errors.BAD_FILE,
+     "cannot create /proc/rehabgate"),
     (["acl", "generate", "--out", "{directory}"], errors.BAD_FILE, "is a directory"),
 ]  # fmt: skip
 
