@@ -63,11 +63,15 @@ def _model(model: type[BaseModel]) -> TypeAdapter[Any]:
 def render(service: str) -> str:
     previous = structlog.get_config()
     try:
+        settings = Settings(**DOC_SETTINGS)  # type: ignore[arg-type]
         if service == "gatekeeper":
-            from rehabgate.services.gatekeeper.app import create_app
+            from rehabgate.services.gatekeeper.app import create_app as gatekeeper
+
+            app = gatekeeper(settings)
         else:
-            from rehabgate.services.notifier.app import create_app
-        app = create_app(Settings(**DOC_SETTINGS))  # type: ignore[arg-type]
+            from rehabgate.services.notifier.app import create_app as notifier
+
+            app = notifier(settings)
     finally:
         structlog.configure(**previous)
     doc: dict[str, Any] = (

@@ -104,7 +104,7 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = settings_or_exit()  # invalid settings: one line per error, exit code 2
+    settings: Settings = settings_or_exit()  # invalid settings: one line per error, exit 2
     command = " ".join(str(part) for part in (args.command, getattr(args, "action", None)) if part)
     return errors.guarded(
         f"rehabgate {command}",

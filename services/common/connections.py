@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 
-from .settings import Settings
+from .settings import CommonSettings
 
 #: The async client the services use: one server, or a cluster.
 RedisClient: TypeAlias = Redis | RedisCluster
@@ -81,7 +81,7 @@ def _with_host(url: str, host: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def redis_client(settings: Settings, **options: Any) -> RedisClient:
+def redis_client(settings: CommonSettings, **options: Any) -> RedisClient:
     """The services' async client (`options`: e.g. socket timeouts)."""
     return async_client(_url(settings), settings.redis_cluster, **options)
 
@@ -100,7 +100,7 @@ def sync_client(url: str, cluster: bool, **options: Any) -> SyncRedisClient:
     return redis.Redis.from_url(url, **options)
 
 
-def broker(settings: Settings, **options: Any) -> RedisBroker:
+def broker(settings: CommonSettings, **options: Any) -> RedisBroker:
     """The FastStream broker: a RedisClusterBroker on a cluster (`options`: logger,
     parser, middlewares ...)."""
     if settings.redis_cluster:
@@ -108,7 +108,7 @@ def broker(settings: Settings, **options: Any) -> RedisBroker:
     return RedisBroker(_url(settings), **options)
 
 
-def _url(settings: Settings) -> str:
+def _url(settings: CommonSettings) -> str:
     if not settings.redis_url:
         raise ValueError("no Redis URL: set REDIS_URL")
     return settings.redis_url

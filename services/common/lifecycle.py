@@ -32,7 +32,7 @@ from .connections import RedisClient
 from .consuming import ensure_group, prune_idle_consumers
 from .heartbeat import Heartbeat
 from .retention import trim_stream
-from .settings import Settings
+from .settings import CommonSettings
 
 #: After the shutdown grace, this long for the rest of the shutdown (closing
 #: connections, flushing traces) before the process is ended regardless.
@@ -47,7 +47,7 @@ def service_app(
     service: str,
     broker: RedisBroker,
     redis: RedisClient,
-    settings: Settings,
+    settings: CommonSettings,
     groups: Sequence[tuple[str, str]],
     log: structlog.typing.FilteringBoundLogger,
 ) -> FastStream:

@@ -14,7 +14,7 @@ import re
 import socket
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -67,7 +67,9 @@ class WebhookEndpoint(BaseModel):
         return base64.b64decode(self.secret.get_secret_value().removeprefix("whsec_"))
 
 
-class Settings(BaseSettings):
+class CommonSettings(BaseSettings):
+    """What every rehabgate process reads: Redis, consuming, logging, HTTP host."""
+
     model_config = SettingsConfigDict(env_prefix="REHABGATE_", extra="ignore")
 
     redis_url: str | None = Field(
@@ -110,22 +112,10 @@ class Settings(BaseSettings):
     trim_interval_s: float = Field(
         default=60, gt=0, description="How often each service trims the streams it consumes."
     )
-    protocol_dirs: list[Path] = Field(
-        default_factory=list, description="Extra directories of clinic protocol YAML files."
-    )
     log_json: bool | None = Field(default=None, description="JSON logs; default: unless a TTY.")
     log_level: str = "INFO"
     http_host: str = Field(
         default="127.0.0.1", description="Where both services serve HTTP (0.0.0.0 in containers)."
-    )
-    http_port: int = Field(
-        default=8080,
-        ge=0,
-        le=65535,
-        description="Gatekeeper HTTP port: physio pages, health, metrics.",
-    )
-    notifier_http_port: int = Field(
-        default=8081, ge=0, le=65535, description="Notifier HTTP port: health and metrics."
     )
     otlp_endpoint: AnyHttpUrl | None = Field(
         default=None,
@@ -134,6 +124,36 @@ class Settings(BaseSettings):
     )
     ready_timeout_s: float = Field(
         default=1.0, gt=0, description="/health/ready: longest wait for Redis to answer PING."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then the `REHABGATE_CONFIG` file: one file
+        holds a deployment's settings, and an environment variable still overrides it."""
+        sources = [init_settings, env_settings]
+        if config_file := os.environ.get(CONFIG_VARIABLE):
+            sources.append(DotEnvSettingsSource(settings_cls, env_file=Path(config_file)))
+        return (*sources, file_secret_settings)
+
+
+class GatekeeperSettings(CommonSettings):
+    """What the gatekeeper reads besides the common settings."""
+
+    protocol_dirs: list[Path] = Field(
+        default_factory=list, description="Extra directories of clinic protocol YAML files."
+    )
+    http_port: int = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        description="Gatekeeper HTTP port: physio pages, health, metrics.",
     )
     clinic_tokens: dict[str, SecretStr] = Field(
         default_factory=dict,
@@ -160,11 +180,14 @@ class Settings(BaseSettings):
         ge=0,
         description="How far after the server's clock an event's occurred_at may lie.",
     )
-    acl_passwords: dict[str, SecretStr] = Field(
-        default_factory=dict,
-        description="`rehabgate acl generate`: Redis user -> password (JSON); others generated.",
+
+
+class NotifierSettings(CommonSettings):
+    """What the notifier reads besides the common settings."""
+
+    notifier_http_port: int = Field(
+        default=8081, ge=0, le=65535, description="Notifier HTTP port: health and metrics."
     )
-    # -- notifier: client messages ------------------------------------------------
     default_locale: str = Field(
         default="en", description="Message language when a client has no contact or locale."
     )
@@ -213,25 +236,23 @@ class Settings(BaseSettings):
     )
     webhook_timeout_s: float = Field(default=10, gt=0, description="Per-try webhook timeout.")
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Arguments, then the environment, then the `REHABGATE_CONFIG` file: one file
-        holds a deployment's settings, and an environment variable still overrides it."""
-        sources = [init_settings, env_settings]
-        if config_file := os.environ.get(CONFIG_VARIABLE):
-            sources.append(DotEnvSettingsSource(settings_cls, env_file=Path(config_file)))
-        return (*sources, file_secret_settings)
+
+class Settings(GatekeeperSettings, NotifierSettings):
+    """Everything: what the command-line tools read (`rehabgate up` runs both
+    services, `acl generate` writes every user)."""
+
+    acl_passwords: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="`rehabgate acl generate`: Redis user -> password (JSON); others generated.",
+    )
+    # -- notifier: client messages ------------------------------------------------
 
 
 #: Names the optional dotenv file of settings.
 CONFIG_VARIABLE = "REHABGATE_CONFIG"
+
+
+AnySettings = TypeVar("AnySettings", bound=CommonSettings)
 
 
 class InvalidSettings(ValueError):
@@ -246,14 +267,15 @@ def env_name(field: str) -> str:
     return f"REHABGATE_{field.upper()}"
 
 
-def load_settings() -> Settings:
-    """Settings from the environment and the config file, or `InvalidSettings` naming
-    every variable that is wrong and why (never its value: some are secrets)."""
+def load_settings(kind: type[AnySettings] = Settings) -> AnySettings:  # type: ignore[assignment]
+    """`kind` (every setting by default; a service its own) from the environment and
+    the config file, or `InvalidSettings` naming every variable that is wrong and why
+    (never its value: some are secrets)."""
     config_file = os.environ.get(CONFIG_VARIABLE)
     if config_file and not Path(config_file).is_file():
         raise InvalidSettings(f"{CONFIG_VARIABLE}: no such file: {config_file}")
     try:
-        return Settings()
+        return kind()
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
@@ -268,11 +290,11 @@ def load_settings() -> Settings:
         raise InvalidSettings(f"{name}: not valid JSON ({exc.__cause__})") from exc
 
 
-def settings_or_exit() -> Settings:
+def settings_or_exit(kind: type[AnySettings] = Settings) -> AnySettings:  # type: ignore[assignment]
     """`load_settings` for a command or service start: invalid settings print
     `invalid configuration: VARIABLE: why` lines on stderr and exit with code 2."""
     try:
-        return load_settings()
+        return load_settings(kind)
     except InvalidSettings as exc:
         for line in str(exc).splitlines():
             print(f"invalid configuration: {line}", file=sys.stderr)

@@ -35,7 +35,7 @@ from pydantic import AnyHttpUrl
 
 from rehabgate.schemas.streams import TRACE_FIELDS
 
-from .settings import Settings
+from .settings import CommonSettings
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -67,7 +67,7 @@ class Tracing:
 
 
 def traced(
-    broker: RedisBroker, service: str, settings: Settings, exporter: SpanExporter | None = None
+    broker: RedisBroker, service: str, settings: CommonSettings, exporter: SpanExporter | None = None
 ) -> Tracing:
     """When spans are exported: trace `broker`'s consumers with FastStream's
     middleware (a span per batch) and give the service a tracer for its per-event

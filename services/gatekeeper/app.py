@@ -48,7 +48,7 @@ from rehabgate.services.common.lifecycle import service_app
 from rehabgate.services.common.logging import configure_logging
 from rehabgate.services.common.metrics import GatekeeperMetrics
 from rehabgate.services.common.ops_routes import operations
-from rehabgate.services.common.settings import Settings, settings_or_exit
+from rehabgate.services.common.settings import GatekeeperSettings, settings_or_exit
 from rehabgate.services.common.tracing import EventSpans, traced
 
 from .audit.http import physio_routes
@@ -62,8 +62,8 @@ from .tenancy import Source, sources
 SWEEP_INTERVAL_S = 1.0
 
 
-def create_app(settings: Settings | None = None) -> ServiceAsgi:
-    settings = settings or settings_or_exit()
+def create_app(settings: GatekeeperSettings | None = None) -> ServiceAsgi:
+    settings = settings or settings_or_exit(GatekeeperSettings)
     configure_logging(settings.log_json, settings.log_level)
     log = structlog.get_logger("rehabgate.gatekeeper")
     if not settings.redis_url:

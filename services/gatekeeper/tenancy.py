@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pydantic_core import from_json
 
 from rehabgate.schemas.streams import INBOUND, clinic_inbound_stream
-from rehabgate.services.common.settings import Settings
+from rehabgate.services.common.settings import GatekeeperSettings
 
 from .signatures import is_signed, verify
 
@@ -48,7 +48,7 @@ class Source:
 SHARED = Source(INBOUND)
 
 
-def sources(settings: Settings) -> list[Source]:
+def sources(settings: GatekeeperSettings) -> list[Source]:
     """The inbound streams to consume: the shared stream alone without clinics; with
     clinics, each clinic's stream plus the shared one, closed (so an entry left
     there by a misconfigured publisher is refused visibly, not ignored)."""

@@ -39,7 +39,7 @@ from rehabgate.services.common.lifecycle import service_app
 from rehabgate.services.common.logging import configure_logging
 from rehabgate.services.common.metrics import NotifierMetrics
 from rehabgate.services.common.ops_routes import operations
-from rehabgate.services.common.settings import Settings, settings_or_exit
+from rehabgate.services.common.settings import NotifierSettings, settings_or_exit
 from rehabgate.services.common.tracing import traced
 
 from .channels.base import ChannelName, ExternalChannel
@@ -59,7 +59,7 @@ UNREADABLE = "unreadable decision"
 def build_notifier(
     redis: RedisClient,
     partition: int,
-    settings: Settings,
+    settings: NotifierSettings,
     renderer: Renderer | None = None,
     external: dict[ChannelName, ExternalChannel] | None = None,
     log: structlog.typing.FilteringBoundLogger | None = None,
@@ -85,7 +85,7 @@ def build_notifier(
                     settings.held_digest)  # fmt: skip
 
 
-def external_channels(settings: Settings) -> dict[ChannelName, ExternalChannel]:
+def external_channels(settings: NotifierSettings) -> dict[ChannelName, ExternalChannel]:
     """The channels outside Redis that the settings configure."""
     channels: dict[ChannelName, ExternalChannel] = {}
     if (email := EmailChannel.from_settings(settings)) is not None:
@@ -95,8 +95,8 @@ def external_channels(settings: Settings) -> dict[ChannelName, ExternalChannel]:
     return channels
 
 
-def create_app(settings: Settings | None = None) -> ServiceAsgi:
-    settings = settings or settings_or_exit()
+def create_app(settings: NotifierSettings | None = None) -> ServiceAsgi:
+    settings = settings or settings_or_exit(NotifierSettings)
     configure_logging(settings.log_json, settings.log_level)
     log = structlog.get_logger("rehabgate.notifier")
     if not settings.redis_url:
@@ -141,7 +141,7 @@ def create_app(settings: Settings | None = None) -> ServiceAsgi:
 def _subscribe(
     broker: RedisBroker,
     redis: RedisClient,
-    settings: Settings,
+    settings: NotifierSettings,
     notifier: Notifier,
     loop: OutboxLoop,
     log: structlog.typing.FilteringBoundLogger,

@@ -129,3 +129,32 @@ def test_faststream_run_refuses_invalid_settings_with_exit_code_2(
     done = run(argv, tmp_path, REHABGATE_PARTITIONS="many")
     assert done.returncode == 2, done.stderr[-2000:]
     assert NOT_AN_INTEGER in done.stderr.splitlines()
+
+
+def test_each_service_reads_only_its_own_settings() -> None:
+    """One class of ~45 fields served every process; now each reads its part."""
+    from rehabgate.services.common.settings import (
+        CommonSettings,
+        GatekeeperSettings,
+        NotifierSettings,
+    )
+
+    gatekeeper, notifier = set(GatekeeperSettings.model_fields), set(NotifierSettings.model_fields)
+    common = set(CommonSettings.model_fields)
+    assert {"clinics", "max_event_bytes", "protocol_dirs"} <= gatekeeper - notifier
+    assert {"smtp_host", "webhooks", "coalesce_window_s"} <= notifier - gatekeeper
+    assert common == gatekeeper & notifier
+    assert set(Settings.model_fields) - gatekeeper - notifier == {"acl_passwords"}
+
+
+def test_the_readme_says_which_service_reads_each_setting() -> None:
+    section = README.read_text().split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    readers = {
+        re.findall(r"`([A-Z_]+)`", row.split("|")[1])[0]: row.split("|")[3].strip()
+        for row in section.splitlines()
+        if row.startswith("| `")
+    }
+    assert readers["REHABGATE_SMTP_HOST"] == "notifier"
+    assert readers["REHABGATE_CLINICS"] == "gatekeeper"
+    assert readers["REDIS_URL"] == "all"
+    assert readers["REHABGATE_ACL_PASSWORDS"] == "CLI"

@@ -30,7 +30,7 @@ from faststream.asgi.types import ASGIApp
 
 from rehabgate.services.common.connections import RedisClient
 from rehabgate.services.common.keys import ClientKeys
-from rehabgate.services.common.settings import Settings
+from rehabgate.services.common.settings import GatekeeperSettings
 
 from . import pages
 from .access import COOKIE, ClinicAccess, presented_token
@@ -83,7 +83,7 @@ def json_response(data: Any, status: int = 200) -> AsgiResponse:
 class PhysioReads:
     """The handlers' logic, apart from FastStream's route objects."""
 
-    def __init__(self, redis: RedisClient, settings: Settings, log: Log) -> None:
+    def __init__(self, redis: RedisClient, settings: GatekeeperSettings, log: Log) -> None:
         self.redis = redis
         self.partitions = settings.partitions
         self.access = ClinicAccess(settings.clinic_tokens)
@@ -183,7 +183,7 @@ def _positive(request: Request, name: str, default: int, most: int) -> int:
     return int(raw)
 
 
-def physio_routes(redis: RedisClient, settings: Settings, log: Log) -> list[tuple[str, ASGIApp]]:
+def physio_routes(redis: RedisClient, settings: GatekeeperSettings, log: Log) -> list[tuple[str, ASGIApp]]:
     reads = PhysioReads(redis, settings, log.bind(component="physio_http"))
 
     async def overview_page(request: Request) -> AsgiResponse:

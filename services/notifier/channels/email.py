@@ -20,7 +20,7 @@ from email.utils import format_datetime, parseaddr
 
 import aiosmtplib
 
-from rehabgate.services.common.settings import Settings
+from rehabgate.services.common.settings import NotifierSettings
 from rehabgate.services.notifier.contacts import Contact
 from rehabgate.services.notifier.messages import Composed
 
@@ -48,7 +48,7 @@ class EmailChannel:
         self._domain = domain or "rehabgate.invalid"
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> EmailChannel | None:
+    def from_settings(cls, settings: NotifierSettings) -> EmailChannel | None:
         if not settings.smtp_host:
             return None
         if not settings.smtp_from:
