@@ -67,7 +67,10 @@ class Tracing:
 
 
 def traced(
-    broker: RedisBroker, service: str, settings: CommonSettings, exporter: SpanExporter | None = None
+    broker: RedisBroker,
+    service: str,
+    settings: CommonSettings,
+    exporter: SpanExporter | None = None,
 ) -> Tracing:
     """When spans are exported: trace `broker`'s consumers with FastStream's
     middleware (a span per batch) and give the service a tracer for its per-event

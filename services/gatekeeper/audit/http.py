@@ -183,7 +183,9 @@ def _positive(request: Request, name: str, default: int, most: int) -> int:
     return int(raw)
 
 
-def physio_routes(redis: RedisClient, settings: GatekeeperSettings, log: Log) -> list[tuple[str, ASGIApp]]:
+def physio_routes(
+    redis: RedisClient, settings: GatekeeperSettings, log: Log
+) -> list[tuple[str, ASGIApp]]:
     reads = PhysioReads(redis, settings, log.bind(component="physio_http"))
 
     async def overview_page(request: Request) -> AsgiResponse:
