@@ -75,7 +75,8 @@ def _rules(clinics: Iterable[str], connect: str) -> dict[str, str]:
     users[NOTIFIER] = (
         f"{base} +ping {_CONSUME} {_SCRIPTS} +hget +hmget +hset +hdel +hgetall +hincrby "
         "+zadd +zrem +zscore +zrangebyscore +del "
-        f"~{_P}:evaluated ~{_P}:evaluated:dead-letter ~{_P}:delivery-ledger ~{_P}:outbox:* "
+        f"~{_P}:evaluated ~{_P}:evaluated:dead-letter ~{_P}:evaluated:dead-letter:lettered:* "
+        f"~{_P}:delivery-ledger ~{_P}:outbox:* "
         f"~{_P}:client-messages ~{_P}:receipts ~{_P}:physio-alerts "
         f"%R~{_P}:client:*:contact ~{heartbeat_key(NOTIFIER)} ~{started_key(NOTIFIER)}"
     )

@@ -10,7 +10,6 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, cast
 
 import structlog
@@ -20,6 +19,7 @@ from redis.exceptions import ResponseError
 from rehabgate.schemas.streams import EVENT_FIELD
 
 from .connections import RedisClient
+from .dead_letters import DeadLetters, Letter
 from .heartbeat import Liveness, now_ms
 from .metrics import ServiceMetrics
 
@@ -116,23 +116,19 @@ async def dead_letter_exhausted(
     raw payload) and acknowledged; the others are returned to be handled again.
 
     The dead letter is written before the XACK (a round trip of its own: on a
-    cluster the two streams may live on different nodes, and one pipeline would
-    reach them in no fixed order), so a crash in between leaves at worst a second
-    dead letter for the same entry, never a lost one. `metrics`
-    counts them (rehabgate_dead_letters_total)."""
+    cluster the two streams may live on different nodes), once per entry: a crash
+    in between redelivers it, and the second attempt finds the first letter's
+    marker (common/dead_letters.py). `metrics` counts them
+    (rehabgate_dead_letters_total)."""
     counts = await delivery_counts(redis, stream, group, [entry_id for entry_id, _ in entries])
     exhausted = [(i, f) for i, f in entries if counts[i] > max_deliveries]
     if exhausted:
         reason = f"gave up after {max_deliveries} deliveries"
-        at = datetime.now(UTC).isoformat()
-        pipe = redis.pipeline(transaction=False)
+        letters = DeadLetters(redis, dead_letter_stream)
         for entry_id, fields in exhausted:
-            pipe.xadd(
-                dead_letter_stream,
-                {"reason": reason, "raw": fields.get(EVENT_FIELD.encode(), b""),
-                 "source_stream": stream, "source_id": entry_id, "dead_lettered_at": at},
-            )  # fmt: skip
-        await pipe.execute()
+            await letters.write(
+                Letter(stream, entry_id, reason, fields.get(EVENT_FIELD.encode(), b""))
+            )
         await redis.xack(stream, group, *(entry_id for entry_id, _ in exhausted))
         metrics.dead_lettered(reason for _ in exhausted)
         for entry_id, _ in exhausted:

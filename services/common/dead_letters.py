@@ -67,8 +67,13 @@ class DeadLetters:
         )
 
     def marker(self, letter: Letter) -> str:
-        # The stream's whole name as hash tag: the marker lives in the stream's slot.
-        return f"{{{self.stream}}}:lettered:{letter.source_stream}:{letter.source_id}"
+        """The marker key, in the stream's slot (an atomic step's keys share one): the
+        stream's own hash tag when it has one, else its whole name as the tag."""
+        # Redis hashes the text between the first "{" and the next "}", if not empty.
+        opening = self.stream.find("{")
+        tagged = opening >= 0 and self.stream.find("}", opening + 1) > opening + 1
+        tag = self.stream if tagged else f"{{{self.stream}}}"
+        return f"{tag}:lettered:{letter.source_stream}:{letter.source_id}"
 
     async def write(self, letter: Letter, at: datetime | None = None) -> bool:
         """Dead-letter `letter` unless its entry was dead-lettered before; True when

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio as aredis
+import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -84,7 +85,7 @@ HOSTILE: list[tuple[str, Callable[[str], bytes | dict[str, Any]], str]] = [
      "is before 2000-01-01"),
     ("dated 2030", lambda c: with_(session(c, 1), occurred_at="2030-01-01T10:00:00+00:00"),
      "after the server's clock"),
-    ("before the enrolment", lambda c: with_(session(c, 1), occurred_at="2026-10-01T10:00:00+00:00"),
+    ("before the enrolment", lambda c: with_(session(c, 1), occurred_at="2026-05-01T10:00:00+00:00"),
      "before the client's enrolment"),
     ("pain as a string", lambda c: with_(session(c, 1), pain_during="3"),
      "pain_during: Input should be a valid integer"),
@@ -375,3 +376,38 @@ def test_the_gatekeeper_stays_small_after_20_mb_entries(tmp_path: Path) -> None:
         for _, fields in r.xrange(INBOUND_DEAD_LETTER):
             assert len(fields[b"raw"]) <= 65_536
         r.close()
+
+
+async def test_an_entry_past_its_delivery_cap_is_dead_lettered_once_across_a_crash(
+    async_redis: aredis.Redis,
+) -> None:
+    """The claimer's cap: the letter is written, the process dies before the XACK, the
+    entry comes round again: still one dead letter."""
+    from rehabgate.services.common.consuming import dead_letter_exhausted, ensure_group
+    from rehabgate.services.common.metrics import GatekeeperMetrics
+
+    stream, group = f"test:cap:{uuid.uuid4().hex[:8]}", "g"
+    await ensure_group(async_redis, stream, group)
+    entry_id = (await async_redis.xadd(stream, {"event": b"{}"})).decode()
+    for consumer in ("a", "b", "c"):  # three deliveries
+        await async_redis.xreadgroup(group, consumer, {stream: ">" if consumer == "a" else "0"})
+        await async_redis.xclaim(stream, group, consumer, 0, [entry_id])
+    fields = {b"event": b"{}"}
+    log = structlog.get_logger("test")
+
+    async def cap() -> None:
+        await dead_letter_exhausted(
+            async_redis, [(entry_id, fields)], stream=stream, group=group,
+            dead_letter_stream=INBOUND_DEAD_LETTER, max_deliveries=2, log=log,
+            metrics=GatekeeperMetrics(),
+        )  # fmt: skip
+
+    await cap()
+    # the XACK is lost with the process: the entry is still pending, delivered again
+    await async_redis.xclaim(stream, group, "d", 0, [entry_id], force=True, retrycount=4)
+    [pending] = await async_redis.xpending_range(stream, group, entry_id, entry_id, 1)
+    assert pending["times_delivered"] > 2
+    await cap()
+
+    found = (await letters(async_redis, entry_id))[entry_id]
+    assert [f[b"reason"] for f in found] == [b"gave up after 2 deliveries"]
