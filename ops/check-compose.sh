@@ -38,6 +38,7 @@ trap 'rm -rf "$work"' EXIT
 # What `rehabgate acl generate` writes, plus the clinic's own settings; placeholders.
 cat >"$work/check.env" <<'EOF'
 REDIS_PASSWORD_GATEKEEPER=placeholder-gatekeeper
+REDIS_PASSWORD_INGEST=placeholder-ingest
 REDIS_PASSWORD_NOTIFIER=placeholder-notifier
 REHABGATE_CLINICS='{"clinic-a": {"require_signature": true, "keys": ["cGxhY2Vob2xkZXI="]}}'
 REHABGATE_ACL_FILE=/nonexistent/rehabgate.acl

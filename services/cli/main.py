@@ -14,7 +14,15 @@ import redis
 
 from rehabgate.services.common.settings import Settings, settings_or_exit
 
-from . import audit_commands, dead_letters, errors, fhir_command, security_commands, trim
+from . import (
+    audit_commands,
+    dead_letters,
+    errors,
+    fhir_command,
+    ingest_commands,
+    security_commands,
+    trim,
+)
 from .errors import CliError
 from .stack import URL_FILE
 
@@ -68,6 +76,8 @@ def build_parser() -> Parser:
     )  # fmt: skip
     commands.add_parser("gatekeeper", help="run the gatekeeper service (needs REDIS_URL)")
     commands.add_parser("notifier", help="run the notifier service (needs REDIS_URL)")
+    commands.add_parser("ingest", help="run the HTTPS ingest, POST /v1/events (needs REDIS_URL)")
+    ingest_commands.configure_key(commands.add_parser("ingest-key", help="ingest API keys"))
     health = commands.add_parser("health", help="exit 0 if SERVICE is consuming")
     health.add_argument("service", choices=["gatekeeper", "notifier"], help="the service to check")
     dead_letters.configure(commands.add_parser("dlq", help="list or replay dead letters"))
@@ -278,6 +288,8 @@ COMMANDS = {
     "erase": security_commands.erase_command,
     "history": audit_commands.history_command,
     "export": fhir_command.command,
+    "ingest": ingest_commands.ingest_command,
+    "ingest-key": ingest_commands.key_command,
 }
 
 if __name__ == "__main__":

@@ -40,6 +40,12 @@ def configure_acl(parser: argparse.ArgumentParser) -> None:
     gen.add_argument(
         "--redis-version", default="7.2", help="server version MAJOR.MINOR (7.0 lacks SETINFO)"
     )
+    gen.add_argument(
+        "--ingest-only",
+        action="store_true",
+        help="no clinic users: clinics post to the HTTPS ingest, whose user alone writes "
+        "their streams (closes the XADD MAXLEN trim hole)",
+    )
 
 
 def acl_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -58,7 +64,7 @@ def acl_command(args: argparse.Namespace, settings: Settings) -> int:
             f"rehabgate acl generate: cannot create {args.out.parent}: {exc.strerror}", BAD_FILE
         ) from None
     given = {user: pw.get_secret_value() for user, pw in settings.acl_passwords.items()}
-    acl = generate(settings.clinics, given, (major, minor))
+    acl = generate(settings.clinics, given, (major, minor), ingest_only=args.ingest_only)
     out: Path = args.out
     secrets_path = out.with_name(out.name + ".env")
     out.write_text(acl.text)
@@ -75,7 +81,9 @@ def acl_command(args: argparse.Namespace, settings: Settings) -> int:
     )
     if acl.generated:
         print(f"generated passwords for: {', '.join(acl.generated)}")
-    if not settings.clinics:
+    if args.ingest_only:
+        print("ingest only: no clinic users; clinics publish through `rehabgate ingest`")
+    elif not settings.clinics:
         print("note: no clinics configured (REHABGATE_CLINICS); no clinic users written")
     return 0
 

@@ -1,5 +1,6 @@
 """Run the whole stack locally: Redis (embedded unless REDIS_URL is set), the
-gatekeeper and the notifier, each service in its own process, as in production.
+gatekeeper, the notifier and the HTTPS ingest, each service in its own process, as
+in production.
 
 `rehabgate up` (`run_up`) holds a lock on `.rehabgate/up.lock` while it runs, so a
 second `up` in the same directory refuses (naming the live URL) instead of
@@ -38,6 +39,8 @@ UP_FILE = STATE_DIR / "up.json"
 LOCK_FILE = STATE_DIR / "up.lock"
 #: Consecutive failed PINGs (one a second) before `up` calls its Redis dead.
 REDIS_MISSES = 3
+#: The services `up` runs, each its own process.
+SERVICES = ("gatekeeper", "notifier", "ingest")
 _ANY_HOST = frozenset({"0.0.0.0", "::"})  # noqa: S104 - only to name loopback instead
 
 
@@ -67,7 +70,7 @@ class Stack:
                 server = self._exit.enter_context(EmbeddedRedis(data_dir=self.data_dir))
                 self.redis_url = server.url
             env = {**os.environ, "REDIS_URL": self.redis_url}
-            for service in ("gatekeeper", "notifier"):
+            for service in SERVICES:
                 out = None
                 if self.log_dir is not None:
                     self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -202,6 +205,7 @@ def run_up(settings: Settings) -> int:
                 metrics = {
                     "gatekeeper": f"http://{host}:{settings.http_port}/metrics",
                     "notifier": f"http://{host}:{settings.notifier_http_port}/metrics",
+                    "ingest": f"http://{host}:{settings.ingest_http_port}/metrics",
                 }
                 _write_atomically(
                     UP_FILE,

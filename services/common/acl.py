@@ -12,7 +12,10 @@ The trim loophole: a user allowed XADD can also pass `MAXLEN`/`MINID` and trim
 the stream, and ACLs cannot forbid those options. Each clinic has its own stream,
 so a clinic can only ever trim its own unread events, never another clinic's.
 Clinics outside the trusted network should not hold Redis users at all, but
-publish through an authenticated ingest endpoint (README, "Security model").
+publish through the HTTPS ingest (services/ingest), whose own `ingest` user writes
+their streams with plain XADDs; `ingest_only=True` (`acl generate --ingest-only`)
+writes no clinic users at all, so no clinic credential reaches Redis and the trim
+hole is closed (README, "Security model").
 
 Write-only (`%W~`) suffices for a key a service only XADDs to directly; a key
 passed to a Lua script (EVAL/EVALSHA) needs read and write (`~`), whatever the
@@ -41,7 +44,10 @@ from rehabgate.schemas.streams import (
 from .heartbeat import heartbeat_key, started_key
 
 GATEKEEPER, NOTIFIER, AUDIT, ADMIN = "gatekeeper", "notifier", "audit", "admin"
-SERVICE_USERS = (GATEKEEPER, NOTIFIER, AUDIT)
+INGEST = "ingest"
+SERVICE_USERS = (GATEKEEPER, NOTIFIER, AUDIT, INGEST)
+#: The ingest's API keys (services/ingest/api_keys.py; written by `admin` only).
+INGEST_KEYS = f"{PREFIX}:ingest:api-keys"
 CLINIC_USER_PREFIX = "clinic."
 
 _P = f"{PREFIX}:{{p*}}"
@@ -59,12 +65,29 @@ def clinic_user(clinic_id: str) -> str:
     return f"{CLINIC_USER_PREFIX}{clinic_id}"
 
 
-def _rules(clinics: Iterable[str], connect: str) -> dict[str, str]:
+def _ingest_rule(base: str, clinics: list[str]) -> str:
+    """The ingest: its accept step (a Lua script: every key it touches is `~`) on the
+    clinics' streams (the shared one without clinics) and its records beside them;
+    reading what a fate needs; the API keys read-only. No XTRIM, XDEL, DEL."""
+    streams = [clinic_inbound_stream(c) for c in clinics] or [INBOUND]
+    keys = " ".join(f"~{s} ~{{{s}}}:ingested:*" for s in streams)
+    return (
+        f"{base} +ping +time {_SCRIPTS} +xadd +hset +hmget +expire +hget +hgetall +hexists "
+        f"+exists +sismember +xrange +xinfo|groups +xpending {keys} "
+        f"%R~{INBOUND_DEAD_LETTER} %R~{{{INBOUND_DEAD_LETTER}}}:lettered:* "
+        f"%R~{_P}:client:* %R~{INGEST_KEYS}"
+    )
+
+
+def _rules(clinics: Iterable[str], connect: str, ingest_only: bool = False) -> dict[str, str]:
     """User -> its ACL rules (everything but the password)."""
     base = f"resetkeys resetchannels -@all {connect}".rstrip()
+    ordered = sorted(clinics)
     users = {
-        clinic_user(c): f"{base} +xadd %W~{clinic_inbound_stream(c)}" for c in sorted(clinics)
+        clinic_user(c): f"{base} +xadd %W~{clinic_inbound_stream(c)}"
+        for c in ([] if ingest_only else ordered)
     }
+    users[INGEST] = _ingest_rule(base, ordered)
     users[GATEKEEPER] = (
         f"{base} +ping {_CONSUME} {_SCRIPTS} +xrange +hget +hmget +hset +hdel +hgetall "
         "+smismember +sismember +sadd +get +set +scan +multi +exec "
@@ -98,13 +121,17 @@ class AclFile:
 
 
 def generate(
-    clinics: Iterable[str], given: Mapping[str, str], redis_version: tuple[int, int] = (7, 2)
+    clinics: Iterable[str],
+    given: Mapping[str, str],
+    redis_version: tuple[int, int] = (7, 2),
+    ingest_only: bool = False,
 ) -> AclFile:
     """The ACL file for these clinics. `given`: user -> password; every other user
     gets a fresh random one. `redis_version`: Redis 7.0 knows no CLIENT SETINFO, and
-    refuses an ACL file that names it."""
+    refuses an ACL file that names it. `ingest_only`: no clinic users; clinics post
+    to the HTTPS ingest, and only its user writes their streams."""
     connect = _CONNECT_72 if redis_version >= (7, 2) else ""
-    rules = _rules(clinics, connect)
+    rules = _rules(clinics, connect, ingest_only)
     passwords = {user: given.get(user) or secrets.token_urlsafe(32) for user in rules}
     lines = [  # an ACL file has no comment syntax: users only
         "user default off resetpass resetkeys resetchannels -@all",

@@ -237,7 +237,43 @@ class NotifierSettings(CommonSettings):
     webhook_timeout_s: float = Field(default=10, gt=0, description="Per-try webhook timeout.")
 
 
-class Settings(GatekeeperSettings, NotifierSettings):
+class IngestSettings(CommonSettings):
+    """What the HTTPS ingest reads besides the common settings (services/ingest). The
+    clinics, the signature window and the intake limits are the gatekeeper's own, so
+    the edge applies the same contract."""
+
+    clinics: dict[ClinicId, ClinicConfig] = Field(
+        default_factory=dict, description="Tenants, as the gatekeeper reads them."
+    )
+    signature_tolerance_s: float = Field(default=300, gt=0)
+    max_event_bytes: int = Field(default=65_536, ge=1024, le=16 * 1024 * 1024)
+    max_future_s: float = Field(default=86_400, ge=0)
+    ingest_http_port: int = Field(
+        default=8082, ge=0, le=65535, description="Ingest HTTP port: /v1/events, health, metrics."
+    )
+    ingest_max_batch: int = Field(
+        default=500, ge=1, le=10_000, description="Most events in one POST /v1/events."
+    )
+    ingest_max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="Largest request body; a larger one is refused before it is parsed.",
+    )
+    ingest_rate_per_s: float = Field(
+        default=1000, gt=0, description="Events per second one clinic may post (per process)."
+    )
+    ingest_burst: int = Field(
+        default=2000, ge=1, description="Events one clinic may post at once above the rate."
+    )
+    ingest_record_ttl_s: int = Field(
+        default=30 * 24 * 3600,
+        ge=3600,
+        description="How long an accepted event id is remembered (idempotency and GET).",
+    )
+
+
+class Settings(GatekeeperSettings, NotifierSettings, IngestSettings):
     """Everything: what the command-line tools read (`rehabgate up` runs both
     services, `acl generate` writes every user)."""
 

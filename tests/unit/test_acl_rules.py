@@ -31,14 +31,27 @@ def test_default_user_is_off_and_every_user_is_listed() -> None:
     lines = acl.text.splitlines()
     assert lines[0] == "user default off resetpass resetkeys resetchannels -@all"
     users = [line.split()[1] for line in lines]
-    assert users == ["default", "clinic.clinic-a", "gatekeeper", "notifier", "audit", "admin"]
+    assert users == [
+        "default", "clinic.clinic-a", "ingest", "gatekeeper", "notifier", "audit", "admin"
+    ]  # fmt: skip
+
+
+def test_ingest_only_mode_has_no_clinic_users_and_the_ingest_cannot_trim() -> None:
+    lines = {line.split()[1]: line for line in generate(["clinic-a", "clinic-b"], {},
+                                                         ingest_only=True).text.splitlines()}  # fmt: skip
+    assert list(lines) == ["default", "ingest", "gatekeeper", "notifier", "audit", "admin"]
+    ingest = lines["ingest"].split()
+    assert "~rehabgate:inbound:clinic-a" in ingest
+    assert "~{rehabgate:inbound:clinic-b}:ingested:*" in ingest
+    assert "~rehabgate:inbound" not in ingest  # not the shared stream while clinics exist
+    assert not {"+xtrim", "+xdel", "+del", "+@all", "~*"} & set(ingest)
 
 
 def test_passwords_are_given_or_generated_and_never_in_the_file() -> None:
     acl = generate(["clinic-a"], {"gatekeeper": "given-password"})
     assert acl.passwords["gatekeeper"] == "given-password"
     assert "gatekeeper" not in acl.generated
-    assert set(acl.generated) == {"clinic.clinic-a", "notifier", "audit", "admin"}
+    assert set(acl.generated) == {"clinic.clinic-a", "ingest", "notifier", "audit", "admin"}
     assert len(set(acl.passwords.values())) == len(acl.passwords)
     for password in acl.passwords.values():
         assert password not in acl.text

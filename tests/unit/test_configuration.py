@@ -136,15 +136,22 @@ def test_each_service_reads_only_its_own_settings() -> None:
     from rehabgate.services.common.settings import (
         CommonSettings,
         GatekeeperSettings,
+        IngestSettings,
         NotifierSettings,
     )
 
     gatekeeper, notifier = set(GatekeeperSettings.model_fields), set(NotifierSettings.model_fields)
+    ingest = set(IngestSettings.model_fields)
     common = set(CommonSettings.model_fields)
     assert {"clinics", "max_event_bytes", "protocol_dirs"} <= gatekeeper - notifier
     assert {"smtp_host", "webhooks", "coalesce_window_s"} <= notifier - gatekeeper
     assert common == gatekeeper & notifier
-    assert set(Settings.model_fields) - gatekeeper - notifier == {"acl_passwords"}
+    # The ingest applies the gatekeeper's contract at the edge: its clinics and limits.
+    assert ingest & gatekeeper - common == {
+        "clinics", "signature_tolerance_s", "max_event_bytes", "max_future_s"
+    }  # fmt: skip
+    assert not ingest & notifier - common
+    assert set(Settings.model_fields) - gatekeeper - notifier - ingest == {"acl_passwords"}
 
 
 def test_the_readme_says_which_service_reads_each_setting() -> None:
@@ -155,6 +162,7 @@ def test_the_readme_says_which_service_reads_each_setting() -> None:
         if row.startswith("| `")
     }
     assert readers["REHABGATE_SMTP_HOST"] == "notifier"
-    assert readers["REHABGATE_CLINICS"] == "gatekeeper"
+    assert readers["REHABGATE_CLINICS"] == "gatekeeper, ingest"
+    assert readers["REHABGATE_INGEST_MAX_BATCH"] == "ingest"
     assert readers["REDIS_URL"] == "all"
     assert readers["REHABGATE_ACL_PASSWORDS"] == "CLI"
