@@ -47,7 +47,7 @@ def rehabgate_commands(argv: list[str]) -> list[list[str]]:
 
 def test_has_redis_gatekeeper_and_notifier(compose: dict[str, Any]) -> None:
     default = {name for name, spec in compose["services"].items() if not spec.get("profiles")}
-    assert default == {"redis", "gatekeeper", "notifier"}
+    assert default == {"redis", "gatekeeper", "notifier", "ingest"}
 
 
 def test_redis_is_pinned_7x_with_aof(compose: dict[str, Any]) -> None:
@@ -58,7 +58,7 @@ def test_redis_is_pinned_7x_with_aof(compose: dict[str, Any]) -> None:
     assert command[command.index("--appendonly") + 1] == "yes"
 
 
-@pytest.mark.parametrize("service", ["redis", "gatekeeper", "notifier"])
+@pytest.mark.parametrize("service", ["redis", "gatekeeper", "notifier", "ingest"])
 def test_every_service_has_a_healthcheck(compose: dict[str, Any], service: str) -> None:
     assert compose["services"][service]["healthcheck"]["test"]
 
@@ -79,7 +79,17 @@ def test_every_rehabgate_command_named_exists(compose: dict[str, Any]) -> None:
 
 # -- the image, and what the services are given ------------------------------------
 
-RUNS_THE_IMAGE = ("gatekeeper", "notifier")
+RUNS_THE_IMAGE = ("gatekeeper", "notifier", "ingest")
+
+
+def test_the_ingest_is_its_own_redis_user_and_is_checked_where_it_listens(
+    compose: dict[str, Any],
+) -> None:
+    spec = compose["services"]["ingest"]
+    assert spec["environment"]["REDIS_URL"].startswith("redis://ingest:${REDIS_PASSWORD_INGEST:?")
+    port = Settings.model_fields["ingest_http_port"].default
+    assert f"http://127.0.0.1:{port}/health/ready" in " ".join(spec["healthcheck"]["test"])
+    assert spec["ports"] == [f"127.0.0.1:{port}:{port}"]
 
 
 @pytest.mark.parametrize("service", RUNS_THE_IMAGE)
@@ -168,7 +178,7 @@ def test_observability_services_are_opt_in(compose: dict[str, Any]) -> None:
 
 
 def test_services_listen_on_the_container_interface(compose: dict[str, Any]) -> None:
-    for name in ("gatekeeper", "notifier"):
+    for name in RUNS_THE_IMAGE:
         assert compose["services"][name]["environment"]["REHABGATE_HTTP_HOST"] == "0.0.0.0"  # noqa: S104
 
 
