@@ -227,18 +227,24 @@ def _watch(stack: Stack) -> int:
     """Until Ctrl-C: 0; a service or Redis gone: says which on stderr and returns 1."""
     from .errors import shown_url
 
+    def redis_gone() -> int:
+        assert stack.redis_url is not None
+        print(
+            f"rehabgate up: Redis at {shown_url(stack.redis_url)} stopped answering; stopping",
+            file=sys.stderr,
+        )
+        return 1
+
     misses = 0
     while True:
         for _ in range(2):
             if dead := stack.dead():
+                # Services exit when their Redis goes: name the cause, not the symptom.
+                if not stack.redis_answers():
+                    return redis_gone()
                 print(f"rehabgate up: {', '.join(dead)} exited; stopping", file=sys.stderr)
                 return 1
             time.sleep(0.5)
         misses = 0 if stack.redis_answers() else misses + 1
         if misses >= REDIS_MISSES:
-            assert stack.redis_url is not None
-            print(
-                f"rehabgate up: Redis at {shown_url(stack.redis_url)} stopped answering; stopping",
-                file=sys.stderr,
-            )
-            return 1
+            return redis_gone()
