@@ -12,6 +12,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -265,3 +266,25 @@ def test_rate_limit_answers_429_with_retry_after(server: str, keys: dict[str, st
             post(url, keys["clinic-a"], of("clinic-a", enrolment(unique_client()))).status_code
             == 202
         )
+
+
+def readme_curl_block() -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Publishing over HTTPS: the ingest\n", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_curl_examples_run(ingest: str, keys: dict[str, str]) -> None:
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", readme_curl_block()],
+        env={"PATH": "/usr/bin:/bin", "INGEST_URL": ingest, "API_KEY": keys["clinic-a"]},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    posted, fate_line = (
+        json.loads(line) for line in done.stdout.replace("}{", "}\n{").splitlines()
+    )
+    [accepted] = posted["accepted"]
+    assert accepted["status"] in {"accepted", "duplicate"}
+    assert fate_line["event_id"] == accepted["event_id"]
+    assert fate_line["fate"] in {"pending", "applied"}
