@@ -16,13 +16,13 @@ from urllib.parse import urlsplit
 
 import structlog
 import uvicorn
-from faststream.asgi import AsgiFastStream
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from rehabgate.services.common.redis_server import free_port
 from rehabgate.services.common.settings import Settings
-from rehabgate.services.gatekeeper.audit.http import physio_routes
+from rehabgate.services.gatekeeper.physio_web.app import physio_app
+from rehabgate.services.gatekeeper.protocol_files import load_protocols
 
 
 @dataclass(frozen=True)
@@ -37,16 +37,24 @@ class Reply:
 
 
 @contextmanager
-def physio_server(redis_url: str, tokens: Mapping[str, str], log: Any = None) -> Iterator[str]:
+def physio_server(
+    redis_url: str, tokens: Mapping[str, str], log: Any = None, **settings_: Any
+) -> Iterator[str]:
     """Yields the base URL, e.g. http://127.0.0.1:PORT. `log`: a structlog-like logger
-    to record the routes' log lines (default: a real one)."""
+    to record the routes' log lines (default: a real one); `settings_`: more settings
+    (e.g. `physio_credentials`, a file written with CredentialsFile)."""
     settings = Settings(
         redis_url=redis_url,
         clinic_tokens={clinic: SecretStr(token) for clinic, token in tokens.items()},
+        **settings_,
     )
     redis = Redis.from_url(redis_url)
-    routes = physio_routes(redis, settings, log or structlog.get_logger("rehabgate.test.physio"))
-    routed = AsgiFastStream(asgi_routes=routes)
+    routed = physio_app(
+        redis,
+        settings,
+        log or structlog.get_logger("rehabgate.test.physio"),
+        load_protocols(settings.protocol_dirs),
+    )
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         """The routes, with a lifespan that closes Redis (no broker to start here)."""

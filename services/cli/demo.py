@@ -38,6 +38,7 @@ from rehabgate.schemas.streams import (
 )
 from rehabgate.services.common.redis_server import free_port
 from rehabgate.services.common.settings import Settings
+from rehabgate.services.gatekeeper.audit.history import decision_label
 from rehabgate.services.notifier.outbox.store import OutboxKeys
 
 from .demo_clinic import demo_lines
@@ -212,7 +213,7 @@ def _print_table(client: redis.Redis, streams: dict[str, str], run_id: str) -> N
             if d.outcome == "held" and d.cause_event_type != "clinician.action":
                 continue
             when = d.occurred_at.strftime("%Y-%m-%d %H:%M")
-            print(f"  {when:<17} {d.cause_event_type:<17} {d.outcome:<10} "
+            print(f"  {when:<17} {d.cause_event_type:<17} {decision_label(d):<10} "
                   f"{(d.to_stage or ''):<22} {d.summary[:70]}")  # fmt: skip
         held = counts.get("held", 0)
         if held:

@@ -20,6 +20,7 @@ from . import (
     errors,
     fhir_command,
     ingest_commands,
+    physio_commands,
     security_commands,
     trim,
 )
@@ -81,6 +82,7 @@ def build_parser() -> Parser:
     health = commands.add_parser("health", help="exit 0 if SERVICE is consuming")
     health.add_argument("service", choices=["gatekeeper", "notifier"], help="the service to check")
     dead_letters.configure(commands.add_parser("dlq", help="list or replay dead letters"))
+    physio_commands.configure(commands.add_parser("physio", help="physio sign-in credentials"))
     commands.add_parser("trim", help="trim consumed, expired entries from the work streams")
     schemas = commands.add_parser("schemas", help="JSON Schema files of the contract")
     schemas.add_argument(
@@ -290,6 +292,7 @@ COMMANDS = {
     "export": fhir_command.command,
     "ingest": ingest_commands.ingest_command,
     "ingest-key": ingest_commands.key_command,
+    "physio": physio_commands.command,
 }
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ exit 0; and uvicorn re-raises SIGTERM after its graceful shutdown, so a stopped
 service would die by the signal instead of exiting 0. `ServiceAsgi` closes all
 three and listens on the configured host and port under either entry point.
 
+Besides FastStream's exact-path routes, `mounts` hands every request under a
+path prefix to an ASGI app of its own: the gatekeeper's physio web app (a
+Starlette app) is mounted at `/physio` this way.
+
 Consuming events is the service's duty; HTTP is a side door. When the port is
 taken (a second gatekeeper on the same host) the service logs `http_unavailable`
 at error level and goes on consuming, rather than refusing to start.
@@ -22,13 +26,13 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import structlog
 import uvicorn
 from faststream import FastStream
-from faststream._internal.basic_types import SettingField
 from faststream.asgi import AsgiFastStream
 from faststream.asgi.app import CliRunState, cast_uvicorn_params
 from faststream.asgi.types import ASGIApp, Receive, Scope, Send
@@ -41,6 +45,7 @@ class ServiceAsgi(AsgiFastStream):
     http_port = 8080
     failure: BaseException | None = None
     service_log: structlog.typing.FilteringBoundLogger | None = None
+    mounts: Mapping[str, ASGIApp] = MappingProxyType({})
 
     @classmethod
     def serving(
@@ -50,15 +55,27 @@ class ServiceAsgi(AsgiFastStream):
         host: str,
         port: int,
         log: structlog.typing.FilteringBoundLogger,
+        mounts: Mapping[str, ASGIApp] | None = None,
     ) -> ServiceAsgi:
-        """`app` (with its hooks) as an ASGI app serving `routes` on host:port."""
+        """`app` (with its hooks) as an ASGI app serving `routes` on host:port, and
+        each of `mounts` (prefix -> ASGI app) for every path under its prefix."""
         served = cls.from_app(app, asgi_routes=routes)
+        served.mounts = dict(mounts or {})
         # A subscriber that stops for good calls `exit()` on the app in its broker's
         # context: the plain app it was set up with. Point that at the served app,
         # whose exit stops uvicorn and so the whole service.
         app.context.set_global("app", served)
         served.http_host, served.http_port, served.service_log = host, port, log
         return served
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            for prefix, mounted in self.mounts.items():
+                if path == prefix or path.startswith(prefix + "/"):
+                    await mounted(scope, receive, send)
+                    return
+        await super().__call__(scope, receive, send)
 
     async def lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -70,7 +87,7 @@ class ServiceAsgi(AsgiFastStream):
     async def run(
         self,
         log_level: int = logging.INFO,
-        run_extra_options: dict[str, SettingField] | None = None,
+        run_extra_options: dict[str, Any] | None = None,
     ) -> None:
         """Serve until stopped; re-raise what the lifespan raised (a lost consumer
         group), so the process exits non-zero and a supervisor restarts it."""

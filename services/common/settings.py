@@ -157,7 +157,53 @@ class GatekeeperSettings(CommonSettings):
     )
     clinic_tokens: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description="Physio read access: clinic id -> token (JSON). No token, no access.",
+        description="Programs' read access to the physio JSON API: clinic id -> token (JSON). "
+        "A token reads, never acts; people sign in as themselves.",
+    )
+    # -- physios signing in as themselves (issue 17; see gatekeeper/physio_web) ------
+    physio_credentials: Path | None = Field(
+        default=None,
+        description="File of per-physio credentials (hashed) that `rehabgate physio add` "
+        "writes; unset, nobody signs in with a password.",
+    )
+    physio_session_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs physio session cookies and CSRF tokens; unset, a random "
+        "one per process (sessions end on restart; set it when several gatekeepers serve).",
+    )
+    physio_session_max_age_s: int = Field(
+        default=43_200, ge=60, le=30 * 86_400, description="How long a physio session lasts."
+    )
+    physio_sso_header: str | None = Field(
+        default=None,
+        description="Header a single-sign-on proxy names the physio in (e.g. "
+        "X-Forwarded-User); unset, no proxy sign-in.",
+    )
+    physio_sso_trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Networks (CIDR) the single-sign-on proxy connects from (JSON list).",
+    )
+    physio_sso_secret: SecretStr | None = Field(
+        default=None,
+        description="Shared secret the proxy sends in X-Rehabgate-Proxy-Secret (instead of, "
+        "or besides, a trusted network).",
+    )
+    physio_stepped_back_days: float = Field(
+        default=7, gt=0, description="Needs attention: stepped back within this many days."
+    )
+    physio_inactive_days: float = Field(
+        default=5, gt=0, description="Needs attention: no session or check-in for this long."
+    )
+    physio_held_long_factor: float = Field(
+        default=2,
+        gt=1,
+        description="Needs attention: at a stage this many times its minimum days.",
+    )
+    physio_action_wait_s: float = Field(
+        default=10,
+        ge=0,
+        description="After a physio's action, how long the page waits for the decision "
+        "before showing it as pending (it refreshes until it lands).",
     )
     # -- tenants and Redis users (issue 7; see clinics.py and common/acl.py) ----------
     clinics: dict[ClinicId, ClinicConfig] = Field(

@@ -12,7 +12,7 @@ gatekeeper's entries (heartbeat stale for `takeover_after_ms`) even when no late
 event of their clients arrives. The
 inbound streams are the shared `rehabgate:inbound` without clinics configured,
 else one per clinic (tenancy.py), each pair set up by the same code.
-It also serves the physios' read-only audit pages over HTTP (`audit/http.py`) and
+It also serves the physios' web app over HTTP (`physio_web/`, a Starlette app mounted at /physio) and
 the health and metrics routes (`common/ops_routes.py`) on `http_host:http_port`,
 as an ASGI app under uvicorn.
 Run with: faststream run --factory rehabgate.services.gatekeeper.app:create_app
@@ -51,8 +51,8 @@ from rehabgate.services.common.ops_routes import operations
 from rehabgate.services.common.settings import GatekeeperSettings, settings_or_exit
 from rehabgate.services.common.tracing import EventSpans, traced
 
-from .audit.http import physio_routes
 from .intake import Limits
+from .physio_web.app import physio_app
 from .process import Entry, Report, process_batch
 from .protocol_files import load_protocols
 from .store import RedisClientStore
@@ -274,10 +274,11 @@ def create_app(settings: GatekeeperSettings | None = None) -> ServiceAsgi:
             await asyncio.gather(*late, return_exceptions=True)
 
     app.after_shutdown(tracing.flush)
-    routes = physio_routes(redis, settings, log) + operations(
-        app, broker, redis, groups, metrics, settings.ready_timeout_s
+    routes = operations(app, broker, redis, groups, metrics, settings.ready_timeout_s)
+    physio = physio_app(redis, settings, log, protocols)
+    return ServiceAsgi.serving(
+        app, routes, settings.http_host, settings.http_port, log, mounts={"/physio": physio}
     )
-    return ServiceAsgi.serving(app, routes, settings.http_host, settings.http_port, log)
 
 
 def _log_fate(

@@ -42,6 +42,7 @@ from rehabgate.schemas.inbound import (
 )
 from rehabgate.schemas.outbound import CriterionResult, Observed, ProgressionEvaluated
 
+from .audit.history import decision_label
 from .domain.history import ClientState
 from .domain.protocol import Protocol, Stage
 from .fhir_plan import CANONICAL_BASE, plan_definition, plan_url
@@ -253,6 +254,8 @@ class _Builder:
         ref = {"reference": f"urn:uuid:{decision.decision_id}", "type": "GuidanceResponse"}
         parameters: list[dict[str, Any]] = [
             {"name": "outcome", "valueCode": decision.outcome},
+            # What people read: a physio's approval is "approved", not "held".
+            {"name": "outcome-label", "valueString": decision_label(decision)},
             {"name": "summary", "valueString": decision.summary},
             {"name": "decided-by", "valueCode": decision.decided_by},
         ]

@@ -1,4 +1,5 @@
-"""Issue 5: physios read the audit trail over HTTP, one clinic's clients per token.
+"""Issues 5 and 17: physios read the audit trail over HTTP, one clinic's clients per
+token or per signed-in physio; another clinic's client answers as an unknown one.
 
 Served by a real uvicorn on loopback with the gatekeeper's own routes; histories
 are applied through the real use case on a real Redis. Each run uses clinic ids
@@ -20,6 +21,7 @@ import redis
 from rehabgate.services.common.keys import ClientKeys
 from rehabgate.services.gatekeeper.audit.export import CSV_COLUMNS
 from rehabgate.services.gatekeeper.audit.reading import ClientAudit
+from rehabgate.services.gatekeeper.physio_web.credentials import CredentialsFile
 from tests.audit_histories import clinician_only, stored_history
 from tests.physio_server import RecordingLog, physio_server, request
 
@@ -40,7 +42,19 @@ class Clinics:
 
 
 @pytest.fixture(scope="module")
-def clinics(redis_url: str) -> Iterator[Clinics]:
+def physio_file(tmp_path_factory: pytest.TempPathFactory) -> CredentialsFile:
+    return CredentialsFile(tmp_path_factory.mktemp("physios") / "physios.json")
+
+
+@pytest.fixture(scope="module")
+def physio(clinics: Clinics, physio_file: CredentialsFile) -> tuple[str, str]:
+    password = physio_file.issue("physio-anna", clinics.a)
+    assert password
+    return "physio-anna", password
+
+
+@pytest.fixture(scope="module")
+def clinics(redis_url: str, physio_file: CredentialsFile) -> Iterator[Clinics]:
     run = uuid.uuid4().hex[:6]
     a, b = f"clinic-a-{run}", f"clinic-b-{run}"
     alice = stored_history(redis_url, f"alice-{run}", a)
@@ -51,7 +65,7 @@ def clinics(redis_url: str) -> Iterator[Clinics]:
     bob = stored_history(redis_url, f"bob-{run}", b)
     tokens = {a: f"tok-a-{uuid.uuid4().hex}", b: f"tok-b-{uuid.uuid4().hex}"}
     log = RecordingLog()
-    with physio_server(redis_url, tokens, log) as url:
+    with physio_server(redis_url, tokens, log, physio_credentials=physio_file.path) as url:
         yield Clinics(url, a, b, tokens[a], tokens[b], alice, carol, bob, log)
 
 
@@ -85,16 +99,19 @@ def test_no_or_unknown_token_is_401(clinics: Clinics, token: str | None) -> None
     ],
 )
 def test_cross_clinic_reads_are_refused(clinics: Clinics, path: str) -> None:
-    """Clinic B's token opens B's client and is refused A's; and the other way round."""
+    """Clinic B's token opens B's client and is refused A's; and the other way round,
+    with the very answer an unknown id gets (ids cannot be probed across clinics)."""
     own = request(clinics.url + path.format(clinics.bob.client_id), token=clinics.token_b)
     assert own.status == 200
+    unknown = request(clinics.url + path.format("nobody-here"), token=clinics.token_a)
+    assert unknown.status == 404
     for client, token in (
         (clinics.alice.client_id, clinics.token_b),
         (clinics.bob.client_id, clinics.token_a),
     ):
         refused = request(clinics.url + path.format(client), token=token)
-        assert refused.status == 403, refused.text
-        assert "another clinic" in refused.text
+        assert refused.status == 404, refused.text
+        assert refused.body == unknown.body
         assert "physio-7" not in refused.text
         assert "Flare settled" not in refused.text
 
@@ -238,41 +255,84 @@ def test_pages_are_self_contained_and_never_cached(clinics: Clinics) -> None:
         assert page.headers["content-type"] == "text/html; charset=utf-8"
         assert page.headers["cache-control"] == "no-store"
         assert "default-src 'none'" in page.headers["content-security-policy"]
-        for external in ("<script", "src=", "<link", "@import", "url("):
+        for external in ("<script", "src=", "@import", "url("):
             assert external not in page.text, external
+        assert '<link rel="stylesheet" href="/physio/static/physio.css">' in page.text
+    css = request(f"{clinics.url}/physio/static/physio.css")
+    assert css.status == 200
+    assert css.headers["content-type"].startswith("text/css")
     timeline = request(
         f"{clinics.url}/physio/client?client={clinics.alice.client_id}", token=clinics.token_a
     ).text
     assert "<svg" in timeline
-    assert timeline.count("<details") == clinics.alice.head.version
-    assert "Audit chain verified" in timeline
+    assert 0 < timeline.count("<details") < clinics.alice.head.version  # changes by default
+    every = request(
+        f"{clinics.url}/physio/client?client={clinics.alice.client_id}&every=1",
+        token=clinics.token_a,
+    ).text
+    assert every.count("<details") == clinics.alice.head.version
+    assert "History verified" in timeline
 
 
-def test_sign_in_sets_a_cookie_that_opens_the_pages(clinics: Clinics) -> None:
+def test_a_physio_signs_in_as_themself_with_a_signed_cookie(
+    clinics: Clinics, physio: tuple[str, str]
+) -> None:
     form = {"Content-Type": "application/x-www-form-urlencoded"}
-    wrong = request(f"{clinics.url}/physio/login", method="POST", body=b"token=nope", headers=form)
-    assert wrong.status == 401
-    assert "set-cookie" not in wrong.headers
+    physio_id, password = physio
+    for body in (f"physio={physio_id}&password=nope", "physio=nobody&password=x"):
+        wrong = request(
+            f"{clinics.url}/physio/login", method="POST", body=body.encode(), headers=form
+        )
+        assert wrong.status == 401
+        assert "set-cookie" not in wrong.headers
+    clinic_token = f"token={clinics.token_a}".encode()  # a clinic token signs in nobody
+    assert (
+        request(
+            f"{clinics.url}/physio/login", method="POST", body=clinic_token, headers=form
+        ).status
+        == 401
+    )
 
     ok = request(
         f"{clinics.url}/physio/login",
         method="POST",
-        body=f"token={clinics.token_a}".encode(),
+        body=f"physio={physio_id}&password={password}".encode(),
         headers=form,
     )
     assert (ok.status, ok.headers["location"]) == (303, "/physio")
     cookie = ok.headers["set-cookie"]
-    assert "HttpOnly" in cookie
-    assert "SameSite=Lax" in cookie
-    assert "Path=/physio" in cookie
+    for flag in ("Secure", "HttpOnly", "SameSite=Strict", "Path=/physio"):
+        assert flag in cookie
+    assert password not in cookie
     jar = {"Cookie": cookie.split(";")[0]}
-    assert request(f"{clinics.url}/physio", headers=jar).status == 200
+    overview = request(f"{clinics.url}/physio", headers=jar)
+    assert overview.status == 200
+    assert f"signed in as <b>{physio_id}</b>" in overview.text
+    unknown = request(f"{clinics.url}/physio/client?client=nobody-here", headers=jar)
     other = request(f"{clinics.url}/physio/client?client={clinics.bob.client_id}", headers=jar)
-    assert other.status == 403
+    assert other.status == unknown.status == 404
+    assert other.body == unknown.body
+    tampered = {"Cookie": jar["Cookie"][:-2] + "xx"}
+    assert request(f"{clinics.url}/physio", headers=tampered).status == 401
 
     out = request(f"{clinics.url}/physio/logout", headers=jar)
     assert out.status == 303
     assert "Max-Age=0" in out.headers["set-cookie"]
+
+
+def test_a_revoked_physio_is_out_at_the_next_request(
+    clinics: Clinics, physio_file: CredentialsFile
+) -> None:
+    password = physio_file.issue("physio-leaving", clinics.a)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    ok = request(
+        f"{clinics.url}/physio/login", method="POST", headers=form,
+        body=f"physio=physio-leaving&password={password}".encode(),
+    )  # fmt: skip
+    jar = {"Cookie": ok.headers["set-cookie"].split(";")[0]}
+    assert request(f"{clinics.url}/physio", headers=jar).status == 200
+    assert physio_file.revoke("physio-leaving")
+    assert request(f"{clinics.url}/physio", headers=jar).status == 401
 
 
 def test_reads_are_logged_with_ids_never_tokens_or_health_values(clinics: Clinics) -> None:
@@ -288,7 +348,7 @@ def test_reads_are_logged_with_ids_never_tokens_or_health_values(clinics: Clinic
         for ln in lines
         if ln["event"] == "physio_read" and ln["client_id"] == clinics.alice.client_id
     ]
-    refused = [ln for ln in lines if ln["event"] == "physio_refused" and ln["status"] == 403]
+    refused = [ln for ln in lines if ln["event"] == "physio_refused" and ln["status"] == 404]
     assert read
     assert refused
     text = json.dumps(lines)

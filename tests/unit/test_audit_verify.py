@@ -10,13 +10,13 @@ from dataclasses import replace
 import pytest
 from pydantic import SecretStr
 
-from rehabgate.services.gatekeeper.audit.access import ClinicAccess, presented_token
 from rehabgate.services.gatekeeper.audit.verify import (
     Head,
     StoredEntry,
     entry_hash,
     verify_chain,
 )
+from rehabgate.services.gatekeeper.physio_web.access import ClinicAccess, presented_token
 from rehabgate.services.gatekeeper.store import GENESIS, chain
 
 
@@ -138,10 +138,10 @@ def test_a_token_opens_its_own_clinic_only() -> None:
     ]  # fmt: skip
 
 
-def test_the_token_comes_from_a_bearer_header_or_the_sign_in_cookie() -> None:
+def test_the_token_comes_from_a_bearer_header_only() -> None:
     assert presented_token({"authorization": "Bearer abc"}) == "abc"
     assert presented_token({"authorization": "bearer  abc "}) == "abc"
     assert presented_token({"authorization": "Basic abc"}) is None
-    assert presented_token({"cookie": "x=1; rehabgate_physio=a%3Bb"}) == "a;b"
-    assert presented_token({"cookie": "rehabgate_physio="}) is None
+    # The cookie holds a signed physio session, never a clinic token (issue 17).
+    assert presented_token({"cookie": "x=1; rehabgate_physio=a%3Bb"}) is None
     assert presented_token({}) is None

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import pytest
 from faststream.asgi import AsgiFastStream
+from starlette.applications import Starlette
 
 from rehabgate.services.common.settings import Settings
 from rehabgate.services.gatekeeper.app import create_app
 
 PHYSIO_PATHS = {
     "/physio",
+    "/physio/",
     "/physio/client",
+    "/physio/action",
     "/physio/api/clients",
     "/physio/api/history",
     "/physio/api/history.csv",
     "/physio/login",
     "/physio/logout",
+    "/physio/static",
 }
 OPS_PATHS = {"/health/live", "/health/ready", "/metrics"}
 
@@ -28,7 +32,11 @@ def test_gatekeeper_app_serves_the_physio_routes_on_the_configured_address() -> 
     )  # fmt: skip
     app = create_app(settings)
     assert isinstance(app, AsgiFastStream)
-    assert {path for path, _ in app.routes} == PHYSIO_PATHS | OPS_PATHS
+    assert {path for path, _ in app.routes} == OPS_PATHS
+    # The physio web app (Starlette) gets every path under /physio.
+    physio = app.mounts["/physio"]
+    assert isinstance(physio, Starlette)
+    assert {route.path for route in physio.routes} == PHYSIO_PATHS  # type: ignore[attr-defined]
     assert (app.http_host, app.http_port) == ("0.0.0.0", 9181)  # noqa: S104
     # A subscriber that stops for good (a lost consumer group) exits the served app.
     (subscriber, *_) = app.broker.subscribers

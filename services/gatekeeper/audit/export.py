@@ -85,7 +85,9 @@ def history_page(timeline: Timeline, verdict: Verdict, page: int, per_page: int)
         "per_page": per_page,
         "total": total,
         "pages": max(math.ceil(total / per_page), 1),
-        "items": [item.model_dump(mode="json") for item in items],
+        "items": [
+            {**item.model_dump(mode="json"), "outcome_label": item.outcome_label} for item in items
+        ],
     }
 
 
@@ -104,7 +106,7 @@ def csv_row(item: TimelineItem) -> dict[str, Any]:
         "recorded_at": item.recorded_at.isoformat(),
         "event_type": item.event_type,
         "event_id": item.event_id,
-        "outcome": item.outcome,
+        "outcome": item.outcome_label,
         "stage_before": item.stage_before,
         "stage_after": item.stage_after,
         "status_after": item.status_after,
@@ -172,7 +174,7 @@ def table_lines(timeline: Timeline, verdict: Verdict) -> Iterable[str]:
         )
         by = item.decided_by or "-"
         yield (
-            f"{item.seq:>4}  {when:<16}  {item.event_type:<16}  {item.outcome or '-':<9}  "
+            f"{item.seq:>4}  {when:<16}  {item.event_type:<16}  {item.outcome_label or '-':<9}  "
             f"{_cut(stage, 30):<30}  {by:<10}  {_cut(item.summary, 90)}"
         )
         extra = []

@@ -136,6 +136,11 @@ class TimelineItem(_Frozen):
     corrections: tuple[Correction, ...] = ()
 
     @property
+    def outcome_label(self) -> str | None:
+        """The outcome as people read it: a physio's approval reads **approved**."""
+        return outcome_label(self.outcome, self.clinician_action)
+
+    @property
     def stage_changed(self) -> bool:
         return self.stage_before is not None and self.stage_before != self.stage_after
 
@@ -156,6 +161,28 @@ class Timeline(_Frozen):
     @property
     def current(self) -> TimelineItem | None:
         return self.items[-1] if self.items else None
+
+
+def outcome_label(outcome: str | None, clinician_action: str | None) -> str | None:
+    """A clinician's approval reads "approved" (page, history, CSV, FHIR, demo) even
+    when other exit criteria still hold the stage: the approval is what happened.
+    An approval that unlocks reads "unlocked"; every other outcome reads as recorded."""
+    if clinician_action == "approve" and outcome in ("held", "flagged"):
+        return "approved"
+    return outcome
+
+
+def decision_label(decision: ProgressionEvaluated) -> str:
+    """`outcome_label` from a decision alone (it does not carry the action's kind): a
+    clinician's decision that holds without being a hold was an approval."""
+    if (
+        decision.decided_by == "clinician"
+        and decision.cause_event_type == "clinician.action"
+        and decision.outcome in ("held", "flagged")
+        and not decision.summary.startswith("held by clinician")
+    ):
+        return "approved"
+    return decision.outcome
 
 
 def recorded_at(entry_id: str) -> datetime:

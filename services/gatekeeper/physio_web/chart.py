@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
 
-from .history import SessionFigures, Timeline, TimelineItem
+from rehabgate.services.gatekeeper.audit.history import SessionFigures, Timeline, TimelineItem
 
 OUTCOME_COLOURS = {
     "unlocked": "#1a7f37",
