@@ -6,7 +6,9 @@ happened, why (its criteria in the client's words) and what the stage now asks
 Held decisions send nothing unless the held digest is on, except a hold that asks
 the client to lower the load (a `too_hard` rule triggered): that one is always
 sent, in the words of the `load_reduced` template; so is a correction that takes
-back an unlock or completion (late entries changed the answer: `corrected`). A
+back an unlock or completion (late entries changed the answer: `corrected`), and
+so is a physio's review that holds (an approval that leaves other criteria open,
+or a hold: `reviewed`; "your physio reviewed your progress"). A
 held section is dropped when
 a later decision in the same message supersedes it. Several
 sections become one "updates" message (see coalescing.py for when).
@@ -100,9 +102,29 @@ def withdraws(decision: ProgressionEvaluated) -> bool:
     )
 
 
+def reviewed(decision: ProgressionEvaluated) -> bool:
+    """A physio's action that kept the client at their stage (an approval with other
+    criteria still open, or a hold): the client hears that their physio looked."""
+    return (
+        decision.outcome == "held"
+        and decision.decided_by == "clinician"
+        and decision.cause_event_type == "clinician.action"
+    )
+
+
+def approved(decision: ProgressionEvaluated) -> bool:
+    """The gatekeeper words a physio's hold "held by clinician"; any other held
+    clinician decision was an approval."""
+    return reviewed(decision) and not decision.summary.startswith("held by clinician")
+
+
 def needs_message(decision: ProgressionEvaluated, held_digest: bool) -> bool:
     return (
-        decision.outcome != "held" or held_digest or asks_to_act(decision) or withdraws(decision)
+        decision.outcome != "held"
+        or held_digest
+        or asks_to_act(decision)
+        or withdraws(decision)
+        or reviewed(decision)
     )
 
 
@@ -117,6 +139,7 @@ def _shown(
         if (
             decision.outcome == "held"
             and not withdraws(decision)
+            and not reviewed(decision)
             and not (last and (held_digest or asks_to_act(decision)))
         ):
             continue
@@ -139,6 +162,8 @@ class _Section:
     too_hard: str | None = None
     #: For a correction: the outcome it takes back.
     superseded: str | None = None
+    #: For a physio's review: an approval (else a hold).
+    approved: bool = False
 
     @classmethod
     def of(cls, decision: ProgressionEvaluated) -> _Section:
@@ -148,6 +173,8 @@ class _Section:
             template = "load_reduced"
         if withdraws(decision):
             template = "corrected"
+        if reviewed(decision):
+            template = "reviewed"
         stage = None
         if decision.to_stage_name is not None:
             stage = (decision.to_stage_name, decision.to_stage_number, decision.stage_count)
@@ -167,6 +194,7 @@ class _Section:
                 None,
             ),
             superseded=decision.superseded_outcome,
+            approved=approved(decision),
         )
 
     def render(self, renderer: Renderer, clinic_id: str, locale: str) -> tuple[str, str]:
@@ -194,4 +222,5 @@ class _Section:
             "prescription": self.prescription,
             "too_hard": self.too_hard,
             "superseded": self.superseded,
+            "approved": self.approved,
         }

@@ -128,6 +128,18 @@ CASES: dict[str, list[ProgressionEvaluated]] = {
                   criterion("exit", "failed", "2 or more reps over your target on the last set, "
                             "in 2 sessions in a row")),
     )],
+    "reviewed-approved": [decision(
+        outcome="held", from_stage="start-loading", **STAGE_1_FIELDS, decided_by="clinician",
+        clinician_id="physio-7", cause_event_type="clinician.action",
+        summary="held: 1 of 4 exit criteria not met",
+        criteria=(criterion("exit", "passed", "your physio's approval"),
+                  criterion("exit", "failed", "at least 14 days at this stage")),
+    )],
+    "reviewed-held": [decision(
+        outcome="held", from_stage="start-loading", **STAGE_1_FIELDS, decided_by="clinician",
+        clinician_id="physio-7", cause_event_type="clinician.action",
+        summary="held by clinician",
+    )],
     "coalesced": [
         decision(0, outcome="held", from_stage="start-loading", **STAGE_1_FIELDS),
         decision(2, criteria=(criterion("exit", "passed", "3 sessions with pain at 3/10 or less"),)),
@@ -163,6 +175,16 @@ def test_text_matches_golden(case: str, locale: str) -> None:
 @pytest.mark.parametrize("case", ["unlocked", "coalesced"])
 def test_email_html_matches_golden(case: str, locale: str) -> None:
     check_golden(GOLDEN / locale / f"{case}.email.html", render(case, locale).html)
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("case", ["reviewed-approved", "reviewed-held"])
+def test_a_physios_review_is_sent_without_the_held_digest(case: str, locale: str) -> None:
+    """Issue 17: the client hears from their physio after an approval or a hold."""
+    message = render(case, locale, held_digest=False).message
+    assert message.outcome == "held"
+    words = {"en": "Your physio reviewed your progress", "de": "Ihr Therapieteam hat"}
+    assert words[locale] in message.body
 
 
 @pytest.mark.parametrize("locale", LOCALES)
