@@ -20,6 +20,10 @@ which of these an entry is in (from the gatekeeper's consumer group), and
 `Publisher.applied` which event ids were applied already (the gatekeeper's
 idempotency markers): `rehabgate publish` reports every fate with them.
 
+Clinics outside the trusted network hold no Redis user: `HttpsPublisher(ingest_url,
+api_key)` posts the same events to the HTTPS ingest (`POST /v1/events`) and reads
+each event's fate from it (`GET /v1/events/{event_id}`), nothing else.
+
 On a Redis Cluster (`Publisher(url, cluster=True)`, or a redis-py `RedisCluster`
 client) the streams a fate may appear on sit in different slots, and one XREAD may
 not span slots: there each stream gets its own XREAD (see `_Watch.reads`).
@@ -36,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 from uuid import UUID
 
+import httpx
 import redis
 import redis.asyncio as aredis
 from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
@@ -63,6 +68,8 @@ __all__ = [
     "EnvelopeOptions",
     "Events",
     "Fate",
+    "HttpsPublisher",
+    "IngestRefused",
     "Progress",
     "Publisher",
     "Signer",
@@ -547,3 +554,116 @@ def _dead_letter(entry_id: str, fields: Mapping[str, bytes]) -> DeadLetterInfo:
         source_id=_text(fields.get("source_id", b"")),
         dead_lettered_at=_text(at) if at is not None else None,
     )
+
+
+class IngestRefused(ValueError):
+    """The ingest refused a request: `status` (400, 401, 413, 422, 429) and its JSON
+    body; for 422 `refused` lists each refused event's `index`, `event_id` and `reason`."""
+
+    def __init__(self, status: int, body: Mapping[str, Any], retry_after: float | None) -> None:
+        self.status, self.body, self.retry_after = status, dict(body), retry_after
+        self.refused: list[dict[str, Any]] = list(body.get("refused", []))
+        reasons = "; ".join(f"{r.get('index')}: {r.get('reason')}" for r in self.refused)
+        super().__init__(f"{status} {body.get('error')}: {reasons or body.get('detail')}")
+
+
+#: The fates `GET /v1/events/{event_id}` answers; the first two may still change.
+UNSETTLED = frozenset({"pending", "deferred"})
+
+
+class HttpsPublisher:
+    """Publish inbound events over HTTPS to `rehabgate ingest` with a clinic API key
+    (README, "Publishing over HTTPS"), and follow their fates there.
+
+    `publish(event)` returns the entry id; `publish_many(events)` posts up to the
+    ingest's batch limit in one request (all or nothing) and returns the entry ids in
+    order. A refusal raises `IngestRefused` (429: `retry_after` seconds). `fate(event)`
+    is the ingest's answer (`{"fate": ..., "decision"/"reason": ...}`), `None` for an id
+    the ingest does not know; `wait_for_fate` polls until it is settled. Re-publishing
+    the same event is safe: the same entry id comes back. `signer` (e.g.
+    `signing.signer(key)`) sends each event as signed entry fields."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        signer: Signer | None = None,
+        timeout: float = 30.0,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self._owned = client is None
+        self.http = client or httpx.Client(timeout=timeout)
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {api_key}"}
+        self.signer = signer
+
+    def publish(self, event: InboundEvent) -> str:
+        return self.publish_many([event])[0]
+
+    def publish_many(self, events: Iterable[InboundEvent]) -> list[str]:
+        items: list[Any] = []
+        for event in events:
+            payload = event.model_dump_json(exclude_none=True)
+            if self.signer is None:
+                items.append(json.loads(payload))
+            else:
+                fields = self.signer(INBOUND, payload.encode())
+                items.append({k: _text(v) for k, v in {**fields, EVENT_FIELD: payload}.items()})
+        answer = self.http.post(f"{self.base_url}/v1/events", json=items, headers=self.headers)
+        body = _body(answer)
+        if answer.status_code != 202:
+            raise IngestRefused(answer.status_code, body, _retry_after(answer))
+        return [str(a["entry_id"]) for a in body["accepted"]]
+
+    def fate(self, event: InboundEvent | UUID | str) -> dict[str, Any] | None:
+        event_id = str(event.event_id) if not isinstance(event, UUID | str) else str(event)
+        answer = self.http.get(f"{self.base_url}/v1/events/{event_id}", headers=self.headers)
+        if answer.status_code == 404:
+            return None
+        body = _body(answer)
+        if answer.status_code != 200:
+            raise IngestRefused(answer.status_code, body, _retry_after(answer))
+        return body
+
+    def wait_for_fate(
+        self, event: InboundEvent | UUID | str, timeout: float = 10.0, every: float = 0.2
+    ) -> dict[str, Any]:
+        """The event's fate once it is applied, a duplicate or dead-lettered; raises
+        `DecisionTimeout` with the last answer when it is still pending or deferred."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.fate(event)
+            if found is not None and found.get("fate") not in UNSETTLED:
+                return found
+            if time.monotonic() >= deadline:
+                raise DecisionTimeout(
+                    f"fate still {found and found.get('fate')} after {timeout:g}s"
+                )
+            time.sleep(every)
+
+    def close(self) -> None:
+        if self._owned:
+            self.http.close()
+
+    def __enter__(self) -> HttpsPublisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _body(answer: httpx.Response) -> dict[str, Any]:
+    try:
+        body = answer.json()
+    except ValueError:
+        return {"error": f"HTTP {answer.status_code}", "detail": answer.text[:200]}
+    return body if isinstance(body, dict) else {"error": "unexpected answer"}
+
+
+def _retry_after(answer: httpx.Response) -> float | None:
+    value = answer.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -8,6 +8,7 @@ refusals name each event and why; and every fate is shown through GET."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -288,3 +289,57 @@ def test_the_readme_curl_examples_run(ingest: str, keys: dict[str, str]) -> None
     assert accepted["status"] in {"accepted", "duplicate"}
     assert fate_line["event_id"] == accepted["event_id"]
     assert fate_line["fate"] in {"pending", "applied"}
+
+
+def test_the_sdk_publishes_over_https_and_follows_fates(ingest: str, keys: dict[str, str]) -> None:
+    from rehabgate.schemas.publisher import Events, HttpsPublisher, IngestRefused, exercise
+    from rehabgate.schemas.signing import signer
+
+    events = Events(clinic_id="clinic-a")
+    client = unique_client("sdk")
+    with HttpsPublisher(ingest, keys["clinic-a"]) as publisher:
+        enrol = events.client_enrolled(client, "achilles-tendinopathy@1")
+        first = events.session_logged(client, "s-1", pain_during=2, completed=True,
+                                      exercises=[exercise("one-leg-heel-raise", 10, 10, 10)])  # fmt: skip
+        entry_ids = publisher.publish_many([enrol, first])
+        assert len(entry_ids) == 2
+        assert publisher.publish(first) == entry_ids[1]  # idempotent
+        fate_ = publisher.wait_for_fate(first, timeout=60)
+        assert fate_["fate"] == "applied"
+        assert fate_["decision"]["outcome"]
+        assert publisher.fate(uuid.uuid4()) is None
+        with pytest.raises(IngestRefused) as refused:
+            publisher.publish(events.client_enrolled(client, "achilles-tendinopathy@1").model_copy(
+                update={"clinic_id": "clinic-b"}))  # fmt: skip
+        assert refused.value.status == 422
+        assert refused.value.refused[0]["reason"].startswith("clinic mismatch")
+    signed_events = Events(clinic_id="clinic-b")
+    with HttpsPublisher(ingest, keys["clinic-b"], signer=signer(SIGNING_KEY)) as publisher:
+        assert publisher.publish(
+            signed_events.client_enrolled(unique_client(), "achilles-tendinopathy@1")
+        )
+
+
+def test_the_node_example_publishes_over_https(
+    ingest: str, keys: dict[str, str], tmp_path: Path
+) -> None:
+    import shutil
+
+    node = shutil.which("node")
+    if node is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("node is needed for the Node example test (Node >= 18)")
+        pytest.skip("node is needed for the Node example test (Node >= 18)")
+    script = Path(__file__).resolve().parents[1] / "node" / "publish.mjs"
+    client = unique_client("node")
+    run = subprocess.run(
+        [node, str(script)],
+        env={"PATH": os.environ["PATH"], "INGEST_URL": ingest, "API_KEY": keys["clinic-a"],
+             "CLIENT_ID": client},
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    published = [json.loads(line) for line in run.stdout.splitlines()]
+    assert len(published) == 2
+    for item in published:
+        settled(ingest, keys["clinic-a"], item["event_id"], "applied")

@@ -1,10 +1,8 @@
-// Publish a client's enrolment and first session with Node's plain `redis` package (v4).
+// Publish a client's enrolment and first session, over Redis with Node's plain `redis`
+// package (v4), or over HTTPS to `rehabgate ingest` with the built-in fetch (no packages).
 // REDIS_URL=redis://127.0.0.1:6379 CLIENT_ID=c-7f3a9 node publish.mjs
+// INGEST_URL=https://ingest.example.org API_KEY=rgk_... CLIENT_ID=c-7f3a9 node publish.mjs
 import { randomUUID } from 'node:crypto';
-import { createClient } from 'redis';
-
-const redis = createClient({ url: process.env.REDIS_URL });
-await redis.connect();
 
 const clientId = process.env.CLIENT_ID ?? 'c-7f3a9'; // pseudonymous: never a name or e-mail
 const envelope = () => ({
@@ -30,8 +28,24 @@ const events = [
     exercises: [{ exercise_id: 'one-leg-heel-raise', sets: [{ reps: 10 }, { reps: 10 }, { reps: 10 }] }],
   },
 ];
-for (const event of events) {
-  const entryId = await redis.xAdd('rehabgate:inbound', '*', { event: JSON.stringify(event) });
-  console.log(JSON.stringify({ entry_id: entryId, event_id: event.event_id }));
+
+if (process.env.INGEST_URL) {
+  // HTTPS: one request for both (all or nothing); 202 gives each event's entry id.
+  const headers = { Authorization: `Bearer ${process.env.API_KEY}`, 'Content-Type': 'application/json' };
+  const answer = await fetch(`${process.env.INGEST_URL}/v1/events`, {
+    method: 'POST', headers, body: JSON.stringify(events),
+  });
+  const body = await answer.json();
+  if (answer.status !== 202) throw new Error(`${answer.status}: ${JSON.stringify(body)}`);
+  for (const { entry_id, event_id } of body.accepted) console.log(JSON.stringify({ entry_id, event_id }));
+  // Its fate later: GET /v1/events/<event_id> -> {"fate": "applied", "decision": {...}}
+} else {
+  const { createClient } = await import('redis');
+  const redis = createClient({ url: process.env.REDIS_URL });
+  await redis.connect();
+  for (const event of events) {
+    const entryId = await redis.xAdd('rehabgate:inbound', '*', { event: JSON.stringify(event) });
+    console.log(JSON.stringify({ entry_id: entryId, event_id: event.event_id }));
+  }
+  await redis.quit();
 }
-await redis.quit();
