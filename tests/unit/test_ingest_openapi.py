@@ -25,3 +25,11 @@ def test_every_reference_resolves() -> None:
         assert name in schemas, name
     assert doc["openapi"] == "3.1.0"
     assert set(doc["paths"]) == {"/v1/events", "/v1/events/{event_id}"}
+
+
+def test_an_independent_validator_accepts_the_committed_document() -> None:
+    from openapi_spec_validator import OpenAPIV31SpecValidator, validate
+
+    spec = json.loads(COMMITTED.read_text())
+    validate(spec, cls=OpenAPIV31SpecValidator)  # raises OpenAPIValidationError
+    assert list(OpenAPIV31SpecValidator(spec).iter_errors()) == []
