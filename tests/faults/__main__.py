@@ -23,7 +23,9 @@ from .scenarios import SCENARIOS
 
 TOTALS = ("events", "faults", "lost", "duplicate_unlocks", "duplicate_messages",
           "pending_left", "dead_lettered", "divergent_decisions",
-          "late_reevaluations_of_in_order_clients", "decisions_differing_from_model")  # fmt: skip
+          "late_reevaluations_of_in_order_clients", "decisions_differing_from_model",
+          "multi_stage_decisions", "transitions_differing_from_model", "missing_physio_alerts",
+          "contradictory_messages")  # fmt: skip
 
 
 def aggregate(summaries: list[dict[str, Any]], seconds: float) -> dict[str, Any]:

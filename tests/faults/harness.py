@@ -24,6 +24,7 @@ import difflib
 import functools
 import itertools
 import json
+import math
 import os
 import random
 import signal
@@ -52,12 +53,14 @@ from rehabgate.schemas.streams import (
     NOTIFIER_GROUP,
     client_messages_stream,
     evaluated_stream,
+    physio_alerts_stream,
     receipts_stream,
 )
 from rehabgate.services.common.heartbeat import heartbeat_key
 from rehabgate.services.common.keys import ClientKeys
 from rehabgate.services.common.redis_server import EmbeddedRedis
 from rehabgate.services.gatekeeper.domain import Protocol, Rejected, decide, enroll
+from rehabgate.services.gatekeeper.domain.decide import DECISION_NAMESPACE, replay
 from rehabgate.services.gatekeeper.protocol_files import load_protocols
 
 from .proxy import FaultProxy
@@ -75,6 +78,7 @@ TRANSITIONS = ("unlocked", "regressed", "completed")
 EVALUATED = evaluated_stream(0)
 MESSAGES = client_messages_stream(0)
 RECEIPTS = receipts_stream(0)
+ALERTS = physio_alerts_stream(0)
 GROUPS = ((INBOUND, GATEKEEPER_GROUP), (EVALUATED, NOTIFIER_GROUP))
 
 #: Summary keys that count invariant violations: each must be 0 in a passing run.
@@ -95,6 +99,10 @@ VIOLATIONS = (
     "service_exits",
     "late_reevaluations_of_in_order_clients",
     "decisions_differing_from_model",
+    "multi_stage_decisions",
+    "transitions_differing_from_model",
+    "missing_physio_alerts",
+    "contradictory_messages",
 )
 
 
@@ -206,6 +214,103 @@ def continuous_workload(seed: int, events: int, chunk: int = 50) -> list[list[Ou
         flat.append(courses[n][position[n]])
         position[n] += 1
     return [flat[i : i + chunk] for i in range(0, len(flat), chunk)]
+
+
+#: Phone-app events (the client's own device): what an offline phone holds back.
+PHONE_EVENTS = ("session.logged", "checkin.logged")
+
+
+def _phone_day(event: dict[str, Any]) -> int | None:
+    """The course day a phone event belongs to (a check-in is the next morning of its
+    day's session), or None for events the clinic sends (enrolment, approvals)."""
+    if event["event_type"] not in PHONE_EVENTS:
+        return None
+    days = (datetime.fromisoformat(event["occurred_at"]) - START).days
+    return days - (event["event_type"] == "checkin.logged")
+
+
+def offline_units(
+    rng: random.Random, course: Sequence[Outgoing]
+) -> tuple[list[list[Outgoing]], list[tuple[int, int]], list[int]]:
+    """One client's course as publish units for a phone that goes offline: one or two
+    windows of 1-7 course days whose sessions and check-ins the phone holds back and
+    then delivers in one burst, shuffled, just before its first event after the
+    window (or at the end). The clinic's events (enrolment, approvals) are published
+    when they happen, so they can reach the gatekeeper before the days they follow.
+    Returns the units (a unit is one event or one burst), the windows (first day,
+    day after the last) and the bursts' sizes."""
+    days = [d for o in course if (d := _phone_day(json.loads(o.fields["event"]))) is not None]
+    last = max(days)
+    windows: list[tuple[int, int]] = []
+    for _ in range(1 + (rng.random() < 0.3)):
+        first = rng.randint(0, last)
+        window = (first, min(last + 1, first + rng.randint(1, 7)))
+        if all(window[1] <= a or b <= window[0] for a, b in windows):
+            windows.append(window)
+    held: dict[int, list[Outgoing]] = {n: [] for n in range(len(windows))}
+    units: list[list[Outgoing]] = []
+    bursts: list[int] = []
+
+    def flush(before_day: int | None) -> None:
+        for n, (_, end) in enumerate(windows):
+            if held[n] and (before_day is None or end <= before_day):
+                burst, held[n] = held[n], []
+                rng.shuffle(burst)
+                units.append(burst)
+                bursts.append(len(burst))
+
+    for item in course:
+        day = _phone_day(json.loads(item.fields["event"]))
+        window = next((n for n, (a, b) in enumerate(windows) if day is not None and a <= day < b),
+                      None)  # fmt: skip
+        if window is not None:
+            held[window].append(item)
+            continue
+        if day is not None:
+            flush(day)
+        units.append([item])
+    flush(None)
+    return units, windows, bursts
+
+
+def offline_workload(
+    seed: int, events: int, share: float, chunk: int = 50
+) -> tuple[list[list[Outgoing]], dict[str, Any]]:
+    """Like continuous_workload, but `share` of the clients (at least one) have a phone
+    that goes offline (offline_units): their held-back days arrive in one burst,
+    shuffled, late in event time. The other clients' events are published in order.
+    Returns the chunks and a description of the offline plan for the report."""
+    rng = random.Random(seed)
+    clients = max(4, round(events / EVENTS_PER_CLIENT))
+    courses = [client_course(rng, f"fc{seed}-{n:05d}") for n in range(clients)]
+    offline = set(rng.sample(range(clients), max(1, math.ceil(clients * share))))
+    plans: list[list[list[Outgoing]]] = []
+    windows: list[tuple[int, int]] = []
+    bursts: list[int] = []
+    for n, course in enumerate(courses):
+        if n in offline:
+            units, client_windows, sizes = offline_units(rng, course)
+            windows.extend(client_windows)
+            bursts.extend(sizes)
+        else:
+            units = [[item] for item in course]
+        plans.append(units)
+    slots = [n for n, units in enumerate(plans) for _ in units]
+    rng.shuffle(slots)
+    position = [0] * len(plans)
+    flat = []
+    for n in slots:
+        flat.extend(plans[n][position[n]])
+        position[n] += 1
+    plan = {
+        "clients": clients,
+        "offline_clients": len(offline),
+        "offline_windows": len(windows),
+        "offline_days": dict(sorted(Counter(b - a for a, b in windows).items())),
+        "bursts": len(bursts),
+        "burst_events": sum(bursts),
+    }
+    return [flat[i : i + chunk] for i in range(0, len(flat), chunk)], plan
 
 
 HOSTILE_KINDS = (
@@ -659,6 +764,7 @@ def run_scenario(
     rate: float | None = None,
     ordered: bool = True,
     continuous: bool = False,
+    offline: float = 0.0,
     round_timeout: float = 30.0,
     drain_timeout: float = 90.0,
     stuck_after: float = 20.0,
@@ -666,10 +772,17 @@ def run_scenario(
     """Start a fresh Redis and the services, drive the workload while `faults` runs in
     this thread, drain, check, and return the summary (one JSON-able dict).
     `continuous`: publish one continuous, randomly interleaved stream of in-order
-    client courses without ever waiting for the gatekeepers (not rounds)."""
+    client courses without ever waiting for the gatekeepers (not rounds).
+    `offline`: that share of the clients deliver days of events late, in one shuffled
+    burst each (offline_workload; implies `continuous`)."""
     began = time.monotonic()
     rng = random.Random(seed)
-    rounds = continuous_workload(seed, events) if continuous else workload(seed, events)
+    offline_plan: dict[str, Any] = {}
+    if offline:
+        rounds, offline_plan = offline_workload(seed, events, offline)
+        continuous = True
+    else:
+        rounds = continuous_workload(seed, events) if continuous else workload(seed, events)
     if continuous:
         ordered = False  # never wait for a chunk to be applied
     hostile: list[Outgoing] = []
@@ -721,6 +834,7 @@ def run_scenario(
         "service_exits": len(exits),
         **({"service_exit_details": exits} if exits else {}),
         "publish_resends": driver.resends,
+        **({"offline": offline_plan} if offline_plan else {}),
         "recognised_duplicates": log_events(workdir, "event_duplicate"),
         "log_lines_with_health_values": health_values_in_logs(workdir),
         **run.notes,
@@ -905,11 +1019,7 @@ def _shown(r: redis.Redis, client_id: str, decisions: list[dict[str, Any]]) -> R
     state, and its transitions (each decision id counted once, in stream order)."""
     raw = r.hget(_keys(client_id).state, "state")
     state = json.loads(raw) if raw else {}
-    first, ids = [], set()
-    for d in decisions:
-        if d["decision_id"] not in ids:
-            ids.add(d["decision_id"])
-            first.append(d)
+    first = _unique(decisions)
     return Reference(
         stage_id=state.get("stage_id"),
         status=state.get("status"),
@@ -918,10 +1028,216 @@ def _shown(r: redis.Redis, client_id: str, decisions: list[dict[str, Any]]) -> R
         ],
         unlocks=sum(1 for d in first if d["outcome"] in UNLOCKS),
         rejected=0,
-        decisions=[
-            (d["decision_id"], d["outcome"], d["from_stage"], d["to_stage"]) for d in first
-        ],
+        decisions=[(_original_id(d), d["outcome"], d["from_stage"], d["to_stage"]) for d in first],
     )
+
+
+def _unique(decisions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each decision id once (its first copy), in stream order."""
+    first: dict[str, dict[str, Any]] = {}
+    for d in decisions:
+        first.setdefault(d["decision_id"], d)
+    return list(first.values())
+
+
+def _original_id(decision: dict[str, Any]) -> str:
+    """The id of the decision its cause got when first decided (a correction has an
+    id of its own; the model knows only the in-order decision's)."""
+    if not (decision.get("supersedes") or decision.get("corrected_after")):
+        return str(decision["decision_id"])
+    cause = f"{decision['clinic_id']}/{decision['client_id']}/{decision['cause_event_id']}"
+    return str(uuid.uuid5(DECISION_NAMESPACE, cause))
+
+
+def _event_key(item: Outgoing) -> tuple[datetime, str]:
+    """An event's place in event time (the domain's event_order: time, then id)."""
+    event = json.loads(item.fields["event"])
+    return datetime.fromisoformat(event["occurred_at"]), str(event["event_id"])
+
+
+def in_event_time(decisions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A client's decisions as they stand: each id once, every decision some
+    correction supersedes left out (the correction stands in its place), sorted by
+    their causes' event time. Two decisions left for one cause mean a correction
+    missed the decision on record (both then count against the model)."""
+    unique = _unique(decisions)
+    superseded = {d["supersedes"] for d in unique if d.get("supersedes")}
+    kept = [d for d in unique if d["decision_id"] not in superseded]
+    return sorted(kept, key=lambda d: (datetime.fromisoformat(d["occurred_at"]),
+                                       str(d["cause_event_id"])))  # fmt: skip
+
+
+Transition = tuple[str, str, str | None, str | None]  # cause event id, outcome, from, to
+
+
+def transitions_in_event_time(decisions: Sequence[dict[str, Any]]) -> list[Transition]:
+    """The system's effective transitions (every outcome but `held`), in event time."""
+    return [
+        (str(d["cause_event_id"]), d["outcome"], d["from_stage"], d["to_stage"])
+        for d in in_event_time(decisions)
+        if d["outcome"] != "held"
+    ]
+
+
+def model_evaluations(items: Sequence[Outgoing]) -> list[Any]:
+    """The pure reference model's decisions for one client's valid events, whatever
+    order they were published in: `replay` decides them in event time."""
+    events = [parse_inbound(o.fields["event"]) for o in items]
+    enrolment = next(e for e in events if isinstance(e, ClientEnrolled))
+    rest = [e for e in events if not isinstance(e, ClientEnrolled)]
+    return [
+        d.evaluation
+        for d in replay(_protocol(), enrolment, rest)  # type: ignore[arg-type]
+        if d.evaluation is not None
+    ]
+
+
+def model_transitions(items: Sequence[Outgoing]) -> list[Transition]:
+    return [
+        (str(e.cause_event_id), e.outcome, e.from_stage, e.to_stage)
+        for e in model_evaluations(items)
+        if e.outcome != "held"
+    ]
+
+
+def model_flags(items: Sequence[Outgoing]) -> set[str]:
+    """The cause events of the flags in the in-order history."""
+    return {str(e.cause_event_id) for e in model_evaluations(items) if e.outcome == "flagged"}
+
+
+def multi_stage(decisions: Sequence[dict[str, Any]], causes: dict[str | None, Any]) -> int:
+    """Decisions (corrections included, each id once) whose move spans more than one
+    stage, except a clinician's regress or advance_override to an explicit target."""
+    protocol = _protocol()
+    count = 0
+    for d in _unique(decisions):
+        if d["from_stage"] is None or d["to_stage"] is None:
+            continue
+        span = abs(protocol.stage_index(d["to_stage"]) - protocol.stage_index(d["from_stage"]))
+        cause = causes.get(str(d["cause_event_id"]), {})
+        targeted = cause.get("event_type") == "clinician.action" and cause.get("target_stage")
+        count += span > 1 and not targeted
+    return count
+
+
+def physio_alert_check(
+    r: redis.Redis, decisions: dict[str, list[dict[str, Any]]], flags: dict[str, set[str]]
+) -> dict[str, int]:
+    """Every flag of the in-order history (client, cause event) must have a physio
+    alert for that client whose decision is a `flagged` one at that cause event (the
+    original decision's or a correction's). `missing` is the violation; the rest are
+    counts for the report: alerts in all, flags alerted more than once, alerts for a
+    flag the in-order history does not have, and alerts for withdrawn unlocks."""
+    by_id = {d["decision_id"]: d for ds in decisions.values() for d in ds}
+    alerted: Counter[tuple[str, str]] = Counter()
+    total = withdrawals = 0
+    for _, fields in _xrange_all(r, ALERTS):
+        alert = json.loads(fields[b"event"])
+        decision = by_id.get(alert["decision_id"])
+        if decision is None or decision["client_id"] != alert["client_id"]:
+            continue
+        total += 1
+        if decision["outcome"] == "flagged":
+            alerted[(alert["client_id"], str(decision["cause_event_id"]))] += 1
+        else:
+            withdrawals += 1
+    wanted = {(client, cause) for client, causes in flags.items() for cause in causes}
+    return {
+        "missing": len(wanted - set(alerted)),
+        "alerts": total,
+        "model_flags": len(wanted),
+        "flags_alerted_twice": sum(n - 1 for n in alerted.values()),
+        "alerts_for_flags_not_in_model": len(set(alerted) - wanted),
+        "alerts_for_withdrawn_unlocks": withdrawals,
+    }
+
+
+def message_check(r: redis.Redis, decisions: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """`contradictory`: client messages that contradict what the client was told
+    before (see contradictions); the other keys count each kind of contradiction."""
+    by_id = {d["decision_id"]: d for ds in decisions.values() for d in ds}
+    messages: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for _, fields in _xrange_all(r, MESSAGES):
+        message = json.loads(fields[b"message"])
+        if message["client_id"] in decisions:
+            messages[message["client_id"]].append(message)
+    kinds: Counter[str] = Counter()
+    bad = 0
+    for client_messages in messages.values():
+        found = contradictions(client_messages, by_id)
+        bad += sum(1 for k in found if k)
+        kinds.update(k for ks in found for k in ks)
+    return {"contradictory": bad, "messages": sum(map(len, messages.values())), **kinds}
+
+
+def _told_position(decision: dict[str, Any]) -> str | None:
+    return "completed" if decision["outcome"] == "completed" else decision["to_stage"]
+
+
+def contradictions(
+    messages: Sequence[dict[str, Any]], by_id: dict[str, dict[str, Any]]
+) -> list[set[str]]:
+    """For each of one client's messages (in the order they were sent: the
+    client-messages stream), the kinds of contradiction it contains (empty: none).
+
+    The story a client is told is read message by message, and in each message its
+    decisions (`decision_ids`, read from the evaluated stream) in order, keeping the
+    moves a message tells: an unlock (the first: the welcome), a step back, a
+    completion, and a correction that takes back an unlock or completion (the
+    `corrected` text, "stay with <stage>"). Holds and flags tell no move. T is the
+    stage the client was last told they are on ("completed" after a completion).
+    A message contradicts the story (arrival order showing through) when it has:
+
+    - `gap`: an unlock, step back or completion that does not start at T: e.g. an
+      unlock message for a stage the client was already told they unlocked, without a
+      step back in between; "unlocked Stage 3" when last told Stage 1; a step back
+      from a stage they were never told of; anything but a correction after they
+      were told they completed;
+    - `untold_withdrawal`: a correction taking back an unlock or completion the client
+      was never told of (it names a decision no earlier section told);
+    - `unknown_decision`: a decision id that is not on the evaluated stream;
+    - `flip_flop`: the moves one late event tells (its own decision and the
+      corrections naming it in `corrected_after`, in whatever messages) take the
+      client back to a stage they had already left in that same catch-up: e.g.
+      unlocked -> stepped back -> unlocked, or unlocked -> taken back -> unlocked,
+      for one late check-in.
+
+    Each told move sets T to where it ends (a correction: the stage it says to stay
+    with). A sequence that is coherent by these rules is the in-order story, even
+    when it reads "unlocked, stepped back, unlocked" over separate events."""
+    told: str | None = None
+    told_ids: set[str] = set()
+    visited: dict[str, list[str | None]] = {}  # late event -> positions its moves told
+    found = []
+    for message in messages:
+        kinds: set[str] = set()
+        for decision_id in message["decision_ids"]:
+            d = by_id.get(decision_id)
+            if d is None:
+                kinds.add("unknown_decision")
+                continue
+            withdrawal = d.get("superseded_outcome") in UNLOCKS and d["outcome"] not in UNLOCKS
+            if withdrawal:
+                if d.get("supersedes") not in told_ids:
+                    kinds.add("untold_withdrawal")
+            elif d["outcome"] in TRANSITIONS:
+                if d["from_stage"] != told:
+                    kinds.add("gap")
+            else:
+                continue
+            late = d.get("corrected_after") or (
+                d["cause_event_id"] if d["summary"].startswith("late ") else None
+            )
+            position = d["to_stage"] if withdrawal else _told_position(d)
+            if late is not None:
+                path = visited.setdefault(str(late), [])
+                if position in path and path[-1] != position:
+                    kinds.add("flip_flop")
+                path.append(position)
+            told = position
+            told_ids.add(d["decision_id"])
+        found.append(kinds)
+    return found
 
 
 def check(r: redis.Redis, acked: Sequence[tuple[Outgoing, str]]) -> dict[str, Any]:
@@ -937,13 +1253,24 @@ def check(r: redis.Redis, acked: Sequence[tuple[Outgoing, str]]) -> dict[str, An
     processed = {c: {m.decode() for m in r.smembers(_keys(c).processed)} for c in touched}
 
     divergent, over_unlocked, examples = 0, 0, []
-    late_in_order = differing = 0
+    late_in_order = differing = transitions_differing = 0
+    late_clients = 0
     for client_id, items in valid.items():
-        want, got = reference(items), _shown(r, client_id, seen.decisions[client_id])
+        # The model takes events in event time: for a client published in order that
+        # is its publish order; a client with late events is compared with what the
+        # system records in event time (each correction in place of what it supersedes).
+        in_order = published_in_order(items)
+        late_clients += not in_order
+        decisions = seen.decisions[client_id]
+        want = reference(sorted(items, key=_event_key))
+        got = _shown(r, client_id, decisions if in_order else in_event_time(decisions))
         over_unlocked += got.unlocks > want.unlocks
-        if published_in_order(items):
-            late_in_order += late_reevaluations(items, seen.decisions[client_id])
+        if in_order:
+            late_in_order += late_reevaluations(items, decisions)
         differing += decisions_differing(want.decisions, got.decisions)
+        transitions_differing += decisions_differing(
+            model_transitions(items), transitions_in_event_time(decisions)
+        )
         if (got.stage_id, got.status, got.transitions) != (
             want.stage_id, want.status, want.transitions
         ):  # fmt: skip
@@ -965,6 +1292,10 @@ def check(r: redis.Redis, acked: Sequence[tuple[Outgoing, str]]) -> dict[str, An
     needs_message = {
         d["decision_id"] for ds in seen.decisions.values() for d in ds if d["outcome"] != "held"
     }
+    mine = {c: seen.decisions[c] for c in valid}
+    causes = {o.event_id: json.loads(o.fields["event"]) for items in valid.values() for o in items}
+    alerts = physio_alert_check(r, mine, {c: model_flags(items) for c, items in valid.items()})
+    told = message_check(r, mine)
     summary: dict[str, Any] = {
         "events": sum(len(v) for v in valid.values()),
         "lost": sum(
@@ -978,6 +1309,10 @@ def check(r: redis.Redis, acked: Sequence[tuple[Outgoing, str]]) -> dict[str, An
         "divergent_decisions": divergent,
         "late_reevaluations_of_in_order_clients": late_in_order,
         "decisions_differing_from_model": differing,
+        "multi_stage_decisions": sum(multi_stage(ds, causes) for ds in mine.values()),
+        "transitions_differing_from_model": transitions_differing,
+        "missing_physio_alerts": alerts.pop("missing"),
+        "contradictory_messages": told.pop("contradictory"),
         "duplicate_decisions": sum(n - 1 for n in seen.decision_ids.values()),
         "missing_messages": len(needs_message - seen.receipted),
         "unexpected_dead_letters": sum(n for i, n in seen.letters.items() if i not in hostile_ids),
@@ -989,6 +1324,15 @@ def check(r: redis.Redis, acked: Sequence[tuple[Outgoing, str]]) -> dict[str, An
             Counter(d["outcome"] for ds in seen.decisions.values() for d in ds).most_common()
         ),
         "messages": sum(seen.message_ids.values()),
+        "clients_with_late_events": late_clients,
+        "corrections": sum(
+            1
+            for ds in mine.values()
+            for d in _unique(ds)
+            if d.get("supersedes") or d.get("corrected_after")
+        ),
+        "physio_alerts": alerts,
+        "told": told,
     }
     if examples:
         summary["divergence_examples"] = examples

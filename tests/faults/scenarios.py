@@ -1,5 +1,5 @@
 """The fault scenarios (reliability.md §5: S1, S3, S4, S10, S8, and issue 14's
-crash-continuous), each sized "short" (inside `make test`) or "full" (`make faults`).
+crash-continuous and offline-sync), each sized "short" (inside `make test`) or "full" (`make faults`).
 
 Each function starts its own Redis in `workdir`, runs the workload with its
 faults, drains and returns the summary dict; `options` go to harness.run_scenario
@@ -26,6 +26,7 @@ SIZES: dict[str, dict[str, tuple[int, int, float | None]]] = {
         "poison": (1500, 0, None),
         "network": (1500, 3, 150),
         "crash-continuous": (2400, 4, 150),
+        "offline-sync": (1500, 3, 120),
     },
     "full": {
         "gatekeeper_kills": (20_000, 12, 300),
@@ -34,6 +35,7 @@ SIZES: dict[str, dict[str, tuple[int, int, float | None]]] = {
         "poison": (8_000, 0, None),
         "network": (8_000, 9, 250),
         "crash-continuous": (20_000, 14, 250),
+        "offline-sync": (10_000, 10, 170),
     },
 }
 
@@ -195,6 +197,35 @@ def crash_continuous(size: str, workdir: Path, seed: int = 6, **options: Any) ->
     )  # fmt: skip
 
 
+#: Share of the clients whose phone goes offline in offline-sync (issue 14: at least 10 %).
+OFFLINE_SHARE = 0.2
+
+
+def offline_sync(size: str, workdir: Path, seed: int = 7, **options: Any) -> Summary:
+    """Issue 14: a fifth of the clients have a phone that goes offline for 1-7 days
+    (once, sometimes twice) and then delivers those days' sessions and check-ins in
+    one burst, shuffled; their clinic's events (enrolment, approvals) and every other
+    client's events are published in order, all as one continuous stream (as in
+    crash-continuous), while gatekeepers are SIGKILLed (and the notifier, at full
+    size) under the default claim idle. The records, read in event time with each
+    correction in place of what it supersedes, must be the in-order model's: no
+    decision moves more than one stage, every flag of the in-order history reaches a
+    physio, and no client is told a story that contradicts itself."""
+    events, kills, rate = SIZES[size]["offline-sync"]
+    notifier_kills = kills // 7  # a notifier kill costs the default claim idle (30 s)
+    plan = ["gatekeeper"] * (kills - notifier_kills) + ["notifier"] * notifier_kills
+
+    def faults(run: Run) -> None:
+        _kill_and_restart(run, plan, high=0.95)
+
+    bounds = _bounds(size)
+    return run_scenario(
+        "offline-sync", workdir, seed, events, faults, rate=rate, claim_idle_ms=None,
+        offline=OFFLINE_SHARE, round_timeout=bounds["round_timeout"],
+        drain_timeout=bounds["drain_timeout"] + 120, stuck_after=50.0, **options,
+    )  # fmt: skip
+
+
 def _kill_and_restart(run: Run, plan: list[str], high: float = 0.9) -> None:
     """SIGKILL a live service of each kind in `plan` (in a random order, at points
     spread over the run), preferably while it holds a batch; restart it after a
@@ -257,4 +288,5 @@ SCENARIOS: dict[str, Callable[..., Summary]] = {
     "poison": poison,
     "network": network,
     "crash-continuous": crash_continuous,
+    "offline-sync": offline_sync,
 }
