@@ -1,4 +1,9 @@
-"""`rehabgate export fhir CLIENT [--out FILE] [--base URL]`: one client as a FHIR R4 Bundle.
+"""`rehabgate export fhir CLIENT [--out FILE] [--base URL] [--bundle transaction|collection]`:
+one client as a FHIR R4 Bundle: a transaction of conditional updates an EHR imports
+(importing it twice creates nothing twice), or a collection for archives.
+
+Every Bundle is validated against the FHIR R4B models (fhir.resources) before it is
+written; an invalid one is refused (exit 1) and nothing is written.
 
 Reads the client's state and audit trail in one transaction (audit/reading.py, as
 `rehabgate history` does), refuses a trail whose hash chain is broken (an export is
@@ -20,7 +25,12 @@ from rehabgate.services.common.keys import ClientKeys
 from rehabgate.services.common.settings import Settings
 from rehabgate.services.gatekeeper.audit.reading import ClientAudit, read_client
 from rehabgate.services.gatekeeper.audit.verify import verify_chain
-from rehabgate.services.gatekeeper.fhir_export import CANONICAL_BASE, export_bundle
+from rehabgate.services.gatekeeper.fhir_export import (
+    CANONICAL_BASE,
+    export_bundle,
+    transaction_bundle,
+    validation_problems,
+)
 from rehabgate.services.gatekeeper.protocol_files import load_protocols
 
 from .errors import CliError, redis_url
@@ -32,6 +42,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     fhir.add_argument("client", help="the client id")
     fhir.add_argument("--out", type=Path, help="write to FILE instead of standard output")
     fhir.add_argument("--base", default=CANONICAL_BASE, help="canonical base URL")
+    fhir.add_argument(
+        "--bundle",
+        choices=["collection", "transaction"],
+        default="collection",
+        help="transaction: conditional updates an EHR imports, idempotently; "
+        "collection: a record for archives",
+    )
 
 
 async def _read(url: str, settings: Settings, keys: ClientKeys) -> ClientAudit:
@@ -62,6 +79,12 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
         base=args.base.rstrip("/"),
         timestamp=datetime.now(UTC),
     )
+    if args.bundle == "transaction":
+        bundle = transaction_bundle(bundle, args.base.rstrip("/"))
+    if problems := validation_problems(bundle):
+        print(f"export: the {args.bundle} Bundle of {args.client} is not valid FHIR R4B; "
+              f"nothing written: {'; '.join(problems[:5])}", file=sys.stderr)  # fmt: skip
+        return 1
     text = json.dumps(bundle, indent=2, ensure_ascii=False) + "\n"
     if args.out is None:
         sys.stdout.write(text)

@@ -1,4 +1,6 @@
-"""One client as a FHIR R4 Bundle (type `collection`), for the clinic's EHR.
+"""One client as a FHIR R4 Bundle, for the clinic's EHR: a `transaction` an EHR
+imports (conditional, idempotent requests: `transaction_bundle`), or a `collection`
+for archives.
 
 Why: clinics keep records in systems that speak FHIR, and a physio handing a
 client over needs the plan, the logs and every decision with its reasons in a
@@ -16,6 +18,21 @@ the research notes (clinical-criteria.md §4):
 - each clinician action is a Provenance: the clinician (by pseudonymous id) as
   author, the reason as text, the decision it caused as target.
 
+**Transactions that import once.** Each entry of a `transaction` Bundle is a
+conditional update (`PUT Type?search`), which a FHIR server answers by creating the
+resource when nothing matches and updating the one match otherwise, so importing
+the same export twice (or two clients of one clinic) creates nothing twice. The
+search is the resource's natural identity where it has one shared between clients
+(`Organization?identifier=<clinic-id>`, `Patient?identifier=<client-id>`,
+`CodeSystem?url=`, `PlanDefinition?url=&version=`) and otherwise its own identifier
+`<base>/identifier/resource|<uuid>` (the deterministic resource id, added to every
+such resource). R4's Provenance has no identifier element: it is a plain
+`PUT Provenance/<uuid>` (update as create, with the same deterministic id). The
+resources carry no `id` of their own there (the server assigns it) and reference
+each other by their `urn:uuid:` fullUrls, which the server resolves.
+`validation_problems` checks a Bundle against the FHIR R4B models (fhir.resources)
+before it is written.
+
 Pure: stored state, audit entries and protocol in, a JSON-ready dict out. No
 clock and no I/O; resource ids are uuid5 of rehabgate ids, so exporting the same
 history twice gives the same Bundle. Only pseudonymous ids leave: no names, and
@@ -29,6 +46,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 from uuid import UUID, uuid5
 
 from rehabgate.schemas.inbound import (
@@ -47,7 +65,16 @@ from .domain.history import ClientState
 from .domain.protocol import Protocol, Stage
 from .fhir_plan import CANONICAL_BASE, plan_definition, plan_url
 
-__all__ = ["CANONICAL_BASE", "LOCAL_CODES", "LOINC", "PAIN_NRS", "export_bundle", "local_system"]
+__all__ = [
+    "CANONICAL_BASE",
+    "LOCAL_CODES",
+    "LOINC",
+    "PAIN_NRS",
+    "export_bundle",
+    "local_system",
+    "transaction_bundle",
+    "validation_problems",
+]
 
 LOINC = "http://loinc.org"
 PAIN_NRS = "72514-3"
@@ -96,6 +123,88 @@ def export_bundle(
         {"fullUrl": f"urn:uuid:{r['id']}", "resource": r} for r in build.resources()
     ]
     return bundle
+
+
+def transaction_bundle(collection: dict[str, Any], base: str = CANONICAL_BASE) -> dict[str, Any]:
+    """The same resources as a `transaction` of conditional updates (module docstring)."""
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction"}
+    if "timestamp" in collection:
+        bundle["timestamp"] = collection["timestamp"]
+    bundle["entry"] = [_conditional(e["resource"], base) for e in collection["entry"]]
+    return bundle
+
+
+def resource_identifier(base: str, resource_id: str) -> dict[str, str]:
+    """The identifier a transaction's per-client resource carries, and is found by."""
+    return {"system": f"{base}/identifier/resource", "value": resource_id}
+
+
+def _conditional(resource: dict[str, Any], base: str) -> dict[str, Any]:
+    kind, resource_id = resource["resourceType"], resource["id"]
+    body = {k: v for k, v in resource.items() if k != "id"}
+    entry: dict[str, Any] = {"fullUrl": f"urn:uuid:{resource_id}", "resource": body}
+    if kind == "Provenance":  # no identifier element in R4: update as create, by its id
+        entry["resource"] = resource
+        entry["request"] = {"method": "PUT", "url": f"Provenance/{resource_id}"}
+        return entry
+    if kind in ("Organization", "Patient"):
+        search = _by_identifier(resource["identifier"][0])
+    elif kind == "CodeSystem":
+        body["identifier"] = [{"system": "urn:ietf:rfc:3986", "value": resource["url"]}]
+        search = f"url={quote(resource['url'], safe='')}"
+    elif kind == "PlanDefinition":
+        canonical = f"{resource['url']}|{resource['version']}"
+        body["identifier"] = [{"system": "urn:ietf:rfc:3986", "value": canonical}]
+        search = f"url={quote(resource['url'], safe='')}&version={quote(resource['version'])}"
+    else:
+        own = resource_identifier(base, resource_id)
+        body["identifier"] = [*resource.get("identifier", []), own]
+        search = _by_identifier(own)
+    entry["request"] = {"method": "PUT", "url": f"{kind}?{search}"}
+    return entry
+
+
+def _by_identifier(identifier: dict[str, str]) -> str:
+    return "identifier=" + quote(f"{identifier['system']}|{identifier['value']}", safe="")
+
+
+def validation_problems(bundle: dict[str, Any]) -> list[str]:
+    """Why `bundle` is not a valid FHIR R4B Bundle (fhir.resources), or [] when it is:
+    the models' errors, fullUrls that repeat, references that resolve to nothing in
+    the Bundle, and (transactions) entries without a request."""
+    from fhir.resources.R4B.bundle import Bundle
+    from pydantic import ValidationError
+
+    problems: list[str] = []
+    try:
+        Bundle.model_validate(bundle)
+    except ValidationError as exc:
+        problems += [
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+    entries = bundle.get("entry", [])
+    full_urls = [e.get("fullUrl") for e in entries]
+    if len(set(full_urls)) != len(full_urls):
+        problems.append("entry.fullUrl: repeated")
+    for index, entry in enumerate(entries):
+        resource = entry.get("resource", {})
+        contained = {f"#{c.get('id')}" for c in resource.get("contained", [])}
+        for ref in _references(resource):
+            if ref not in full_urls and ref not in contained:
+                problems.append(f"entry.{index}: reference {ref} resolves to nothing")
+        if bundle.get("type") in ("transaction", "batch") and "request" not in entry:
+            problems.append(f"entry.{index}: no request")
+    return problems
+
+
+def _references(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["reference"]] if isinstance(node.get("reference"), str) else []
+        return own + [r for value in node.values() for r in _references(value)]
+    if isinstance(node, list):
+        return [r for item in node for r in _references(item)]
+    return []
 
 
 @dataclass
