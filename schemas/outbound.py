@@ -84,6 +84,13 @@ class ProgressionEvaluated(Envelope):
     superseded_outcome: Outcome | None = Field(
         default=None, description="On a correction: the outcome of the decision it replaces."
     )
+    notice: Literal["told", "silent", "taken_back"] | None = Field(
+        default=None,
+        description="Set on a late event's decisions (its own and its corrections): what "
+        "the client is told of it. `silent`: nothing (no news to them: e.g. a stage "
+        "reached earlier than they were told); `told`: as its outcome says; `taken_back`: "
+        "an unlock or completion they were told of no longer holds. Unset: the usual rules.",
+    )
     corrected_after: UUID | None = Field(
         default=None,
         description="On a correction: the late event whose arrival re-decided this one "

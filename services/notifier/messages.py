@@ -94,12 +94,10 @@ def asks_to_act(decision: ProgressionEvaluated) -> bool:
 
 
 def withdraws(decision: ProgressionEvaluated) -> bool:
-    """A correction that takes back an unlock or a completion the client was told
-    of: late entries changed the answer, and the client must hear it."""
-    return decision.superseded_outcome in ("unlocked", "completed") and decision.outcome not in (
-        "unlocked",
-        "completed",
-    )
+    """A late event's decision that takes back an unlock or a completion the client
+    was told of: late entries changed the answer, and the client must hear it (the
+    gatekeeper marks it: it alone knows where the client was told they stand)."""
+    return decision.notice == "taken_back"
 
 
 def reviewed(decision: ProgressionEvaluated) -> bool:
@@ -119,6 +117,8 @@ def approved(decision: ProgressionEvaluated) -> bool:
 
 
 def needs_message(decision: ProgressionEvaluated, held_digest: bool) -> bool:
+    if decision.notice == "silent":  # a late event's step that is no news to the client
+        return False
     return (
         decision.outcome != "held"
         or held_digest
@@ -136,7 +136,7 @@ def _shown(
     shown = []
     for i, decision in enumerate(decisions):
         last = i == len(decisions) - 1
-        if (
+        if decision.notice == "silent" or (
             decision.outcome == "held"
             and not withdraws(decision)
             and not reviewed(decision)

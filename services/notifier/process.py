@@ -119,9 +119,11 @@ async def process_decisions(
 
 
 def _alert(decision: ProgressionEvaluated) -> str | None:
-    """A flag's alert for the clinic's physio channel, and a correction's that takes
-    back an unlock or completion: ids and the reason only."""
-    if decision.outcome != "flagged" and not withdraws(decision):
+    """A flag's alert for the clinic's physio channel (once: a correction that flags
+    what was flagged already alerts no one again), and a late event's decision that
+    takes back an unlock or completion: ids and the reason only."""
+    new_flag = decision.outcome == "flagged" and decision.superseded_outcome != "flagged"
+    if not new_flag and not withdraws(decision):
         return None
     return PhysioAlert(
         decision_id=decision.decision_id,

@@ -90,9 +90,15 @@ def test_a_late_flare_before_an_unlock_is_one_catch_up_message_and_two_alerts(
     physio = wait_for(lambda: len(found := alerts(sync_redis, client)) >= 2 and found,
                       what="the flag's and the correction's physio alerts")  # fmt: skip
 
+    taken_back = [
+        d for d in decisions(sync_redis, client)
+        if d.notice == "taken_back" and str(d.corrected_after) == flare["event_id"]
+    ]  # fmt: skip
+    assert len(taken_back) == 1
     assert len(new) == 1, [m["title"] for m in new]
     [catch_up] = new
-    assert str(correction.decision_id) in catch_up["decision_ids"]
+    assert str(taken_back[0].decision_id) in catch_up["decision_ids"]
     assert "An update to your last progress message" in catch_up["body"]
-    assert {str(a.decision_id) for a in physio} >= {str(correction.decision_id)}
+    assert "You've unlocked" not in catch_up["body"]
+    assert {str(a.decision_id) for a in physio} >= {str(taken_back[0].decision_id)}
     assert all(isinstance(a.occurred_at, datetime) for a in physio)

@@ -136,6 +136,8 @@ def test_a_late_flare_withdraws_a_later_unlock_with_an_explicit_correction() -> 
     assert withdrawn[0].superseded_outcome == "unlocked"
     assert withdrawn[0].outcome != "unlocked"
     assert withdrawn[0].summary.startswith("corrected after a late session.logged")
+    told = [d.notice for d in store.evaluated if d.corrected_after or d.summary.startswith("late")]
+    assert told.count("taken_back") == 1  # the client hears of the take-back once
     state = store.clients[CLIENT].state
     assert state is not None
     assert state.stage_id == model_stage([*history, late_flare])
@@ -211,3 +213,35 @@ def test_live_decide_and_enroll_still_agree_with_replay() -> None:
     for event in history:
         state = decide(ACHILLES, state, event).state
     assert state.stage_id == model_stage(history)
+
+
+def test_a_stage_reached_earlier_than_the_client_was_told_is_no_news_to_them() -> None:
+    """In order, the client was told "stage 2" when one morning's check-in unlocked
+    it; the previous morning's check-in arrives last and unlocks it a day earlier.
+    The record is corrected (the unlock moves to its real day); the client, told
+    of stage 2 already, hears nothing new (seen by the offline-sync fault run)."""
+    history = [e for day in range(16) for e in healthy_day(day)]
+    unlocked_by = history_unlock_cause(history)
+    late = next(e for e in history if e.event_id == unlocked_by)
+    idx = history.index(late)
+    earlier_checkin = history[idx - 2]  # the morning before, same kind
+    rest = [e for e in history if e is not earlier_checkin]
+    store = InMemoryClientStore()
+    deliver(store, [[ENROLMENT], rest])
+    before = len(store.evaluated)
+
+    deliver(store, [[earlier_checkin]])
+
+    added = store.evaluated[before:]
+    assert added, "the late check-in is decided"
+    assert {d.notice for d in added} == {"silent"}
+    assert transitions(on_record(store), history) == transitions(model(history), history)
+
+
+def history_unlock_cause(history: list[Any]) -> Any:
+    [unlock] = [
+        d.evaluation
+        for d in replay(ACHILLES, ENROLMENT, history)[1:]
+        if d.evaluation is not None and d.evaluation.outcome == "unlocked"
+    ]
+    return unlock.cause_event_id

@@ -214,7 +214,7 @@ def a_withdrawal(**changes: Any) -> ProgressionEvaluated:
     fields: dict[str, Any] = dict(
         outcome="held", from_stage=stage1.id, to_stage=stage1.id, to_stage_name=stage1.name,
         to_stage_number=1, prescription=stage1.prescription, supersedes=uuid4(),
-        superseded_outcome="unlocked", corrected_after=uuid4(),
+        superseded_outcome="unlocked", corrected_after=uuid4(), notice="taken_back",
         criteria=(a_result("exit", "failed", "3 sessions with pain at 3/10 or less"),),
     )  # fmt: skip
     return a_decision(**{**fields, **changes})
@@ -238,5 +238,7 @@ def test_a_correction_is_told_in_german_too() -> None:
     assert "erst später bei uns angekommen" in message.body
 
 
-def test_a_hold_that_corrects_nothing_the_client_was_told_sends_nothing() -> None:
-    assert compose([a_withdrawal(superseded_outcome="held")], NOW) is None
+def test_a_late_step_that_is_no_news_to_the_client_sends_nothing() -> None:
+    """E.g. a stage the client was told of, reached a day earlier: on record, silent."""
+    earlier = a_decision(outcome="unlocked", from_stage="start-loading", notice="silent")
+    assert compose([a_withdrawal(notice="silent"), earlier], NOW) is None

@@ -193,7 +193,60 @@ def _late(
         evaluation = evaluation.model_copy(
             update={"summary": f"{late}, decided at its time: {evaluation.summary}"}
         )
-    return Decision(current, evaluation, tuple(corrections))
+    group = _what_the_client_hears(protocol, state, current, evaluation, corrections)
+    if evaluation is None:
+        return Decision(current, None, tuple(group))
+    return Decision(current, group[0], tuple(group[1:]))
+
+
+def _what_the_client_hears(
+    protocol: Protocol,
+    before: ClientState,
+    after: ClientState,
+    own: ProgressionEvaluated | None,
+    corrections: Sequence[ProgressionEvaluated],
+) -> list[ProgressionEvaluated]:
+    """A late event's decisions, each marked with what the client is told of it.
+
+    The client was told of the recorded course; what they must hear is the net
+    change from where that left them (`before`) to where the history now puts
+    them (`after`), not every re-decided step: a stage reached a day earlier than
+    they were told is no news, and two corrections that cancel out are none. So:
+    - each stage they now reach beyond the one they were told: its unlock, told
+      (the last decision of the group that reaches it); a completion likewise;
+    - a net step back (or a completion taken back): the group's last decision,
+      told as a take-back (`taken_back`: the notifier says so plainly and alerts
+      the physio);
+    - a flag that was not on record before: told (and alerted, like any flag);
+    - everything else: `silent` (on record for the physio, no client message).
+    """
+    group = [d for d in (own, *corrections) if d is not None]
+    if not group:
+        return group
+    index = protocol.stage_index
+    was, now = index(before.stage_id), index(after.stage_id)
+    told: dict[int, str] = {}
+    for i, decision in enumerate(group):
+        if decision.outcome == "flagged" and decision.superseded_outcome != "flagged":
+            told[i] = "told"
+    completed_now = after.status == "completed" and before.status != "completed"
+    taken_back = now < was or (before.status == "completed" and after.status != "completed")
+    if taken_back:
+        told[len(group) - 1] = "taken_back"
+    else:
+        for stage in range(was + 1, now + 1):
+            reaching = [
+                i
+                for i, d in enumerate(group)
+                if d.outcome == "unlocked" and d.to_stage and index(d.to_stage) == stage
+            ]
+            if reaching:
+                told[reaching[-1]] = "told"
+        if completed_now:
+            done = [i for i, d in enumerate(group) if d.outcome == "completed"]
+            if done:
+                told[done[-1]] = "told"
+    return [d.model_copy(update={"notice": told.get(i, "silent")}) for i, d in enumerate(group)]
 
 
 def _changed(after: ProgressionEvaluated, before: ProgressionEvaluated | None) -> bool:
