@@ -26,12 +26,13 @@ norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
 locked = {norm(k): v for k, v in locked.items()}
 for dist in sorted(distributions(), key=lambda d: norm(d.metadata["Name"])):
     name = norm(dist.metadata["Name"])
-    if name in locked and locked[name] != dist.version:
+    # (the venv's own installers are not the project's dependencies)
+    if name in locked and name not in ("pip", "setuptools", "wheel") and locked[name] != dist.version:
         print(f"  {name} {locked[name]} (locked) -> {dist.version}")
 PY
 )
 if [ -n "$moved" ]; then
-  echo "drift canary: newer than the lock:"
+  echo "drift canary: versions other than the lock's:"
   echo "$moved"
 else
   echo "drift canary: the newest allowed versions are the locked ones"
