@@ -18,7 +18,7 @@ from rehabgate.services.gatekeeper.audit.history import SessionFigures, Timeline
 OUTCOME_COLOURS = {
     "unlocked": "#1a7f37",
     "regressed": "#bc4c00",
-    "flagged": "#cf222e",
+    "flagged": "#1f2328",  # near black: apart from the red pain line, also in grayscale
     "completed": "#0969da",
 }
 STAGE_FILLS = ("#eef6ff", "#fff8e5", "#effaf1", "#fbefff", "#fff0ee", "#f0f3f6")
@@ -45,7 +45,11 @@ def chart(timeline: Timeline, spans: Sequence[StageSpan]) -> str:
     if not timeline.items:
         return '<p class="muted">Nothing recorded yet.</p>'
     start = min(i.occurred_at for i in timeline.items)
-    end = max(i.occurred_at for i in timeline.items)
+    # The client's own records set the time axis: a physio's action long after the
+    # last session (today, on a stale client) would squeeze everything to the left;
+    # it is in the history below instead.
+    recorded = [i.occurred_at for i in timeline.items if i.clinician_id is None]
+    end = max(recorded or [i.occurred_at for i in timeline.items])
     if end - start < timedelta(days=1):
         end = start + timedelta(days=1)
     span_s = (end - start).total_seconds()
@@ -59,13 +63,18 @@ def chart(timeline: Timeline, spans: Sequence[StageSpan]) -> str:
 
     parts: list[str] = []
     for index, s in enumerate(spans):
-        x0, x1 = x(s.start), x(s.end)
+        if s.start > end:
+            continue
+        x0, x1 = x(s.start), min(x(s.end), W - RIGHT)
         parts.append(
             f'<rect x="{x0:.1f}" y="{TOP}" width="{max(x1 - x0, 1):.1f}" height="{plot_h}" '
             f'fill="{STAGE_FILLS[index % len(STAGE_FILLS)]}"><title>{escape(s.label)}</title></rect>'
-            f'<text x="{x0 + 4:.1f}" y="{TOP - 8}" font-size="12" fill="#59636e">'
-            f"{escape(_short(s.label, max(int((x1 - x0) / 7), 3)))}</text>"
         )
+        if shown := _fitting(s.label, x1 - x0):
+            parts.append(
+                f'<text x="{x0 + 4:.1f}" y="{TOP - 8}" font-size="12" fill="#59636e">'
+                f"{escape(shown)}</text>"
+            )
     for pain in range(0, 11, 2):
         parts.append(
             f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y(pain):.1f}" y2="{y(pain):.1f}" '
@@ -74,7 +83,7 @@ def chart(timeline: Timeline, spans: Sequence[StageSpan]) -> str:
             f'fill="#59636e">{pain}</text>'
         )
     parts.append(_load_bars(sessions, x, plot_h))
-    parts.append(_marks(timeline.items, x, plot_h))
+    parts.append(_marks([i for i in timeline.items if i.occurred_at <= end], x, plot_h))
     parts.append(_line(sessions, x, y, "pain_during", "#cf222e", ""))
     parts.append(_line(sessions, x, y, "next_morning_pain", "#0969da", ' stroke-dasharray="6 4"'))
     parts.append(_day_ticks(start, end, x))
@@ -93,8 +102,8 @@ def chart(timeline: Timeline, spans: Sequence[StageSpan]) -> str:
         '<span><i style="background:#b6d7f5;height:10px"></i>load (reps × kg; right scale)</span>'
         '<span><i style="background:#1a7f37"></i>stage unlocked</span>'
         '<span><i style="background:#bc4c00"></i>stepped back</span>'
-        '<span><i style="background:#cf222e;height:2px"></i>flagged</span>'
-        '<span><i style="background:#8250df"></i>clinician action</span>'
+        '<span><i style="background:#1f2328;height:4px"></i>flagged</span>'
+        '<span><i style="background:#8250df"></i>physio action</span>'
         "<span>shaded bands: stages</span></div>"
     )
     return (
@@ -104,8 +113,15 @@ def chart(timeline: Timeline, spans: Sequence[StageSpan]) -> str:
     )
 
 
-def _short(text: str, chars: int) -> str:
-    return text if len(text) <= chars else text[: max(chars - 1, 1)] + "…"
+def _fitting(label: str, width: float) -> str | None:
+    """The stage's label if it fits its band, else "Stage 2", else "2", else none
+    (the table below names every stage): never a label cut off mid-word."""
+    short = label.split(":")[0]
+    number = "".join(ch for ch in short if ch.isdigit())
+    for text in (label, short, number):
+        if text and len(text) * 7 + 8 <= width:
+            return text
+    return None
 
 
 def _load_bars(sessions: Sequence[SessionFigures], x: Scale, plot_h: int) -> str:
