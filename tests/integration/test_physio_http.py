@@ -11,12 +11,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import redis
+from pydantic import SecretStr
 
 from rehabgate.services.common.keys import ClientKeys
 from rehabgate.services.gatekeeper.audit.export import CSV_COLUMNS
@@ -26,6 +31,7 @@ from tests.audit_histories import clinician_only, stored_history
 from tests.physio_server import RecordingLog, physio_server, request
 
 pytestmark = pytest.mark.integration
+PROXY_SECRET = "proxy-" + uuid.uuid4().hex
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,10 @@ def clinics(redis_url: str, physio_file: CredentialsFile) -> Iterator[Clinics]:
     bob = stored_history(redis_url, f"bob-{run}", b)
     tokens = {a: f"tok-a-{uuid.uuid4().hex}", b: f"tok-b-{uuid.uuid4().hex}"}
     log = RecordingLog()
-    with physio_server(redis_url, tokens, log, physio_credentials=physio_file.path) as url:
+    with physio_server(
+        redis_url, tokens, log, physio_credentials=physio_file.path,
+        physio_sso_header="X-Forwarded-User", physio_sso_secret=SecretStr(PROXY_SECRET),
+    ) as url:  # fmt: skip
         yield Clinics(url, a, b, tokens[a], tokens[b], alice, carol, bob, log)
 
 
@@ -318,6 +327,49 @@ def test_a_physio_signs_in_as_themself_with_a_signed_cookie(
     out = request(f"{clinics.url}/physio/logout", headers=jar)
     assert out.status == 303
     assert "Max-Age=0" in out.headers["set-cookie"]
+
+
+def test_a_single_sign_on_proxy_signs_in_the_physio_it_names(
+    clinics: Clinics, physio_file: CredentialsFile
+) -> None:
+    physio_file.issue("physio-sso", clinics.a, sso_only=True)
+    user = {"X-Forwarded-User": "physio-sso"}
+    page = f"{clinics.url}/physio/client?client={clinics.alice.client_id}"
+    assert request(page, headers=user).status == 401  # not from the proxy: no secret
+    wrong = {**user, "X-Rehabgate-Proxy-Secret": "guessed"}
+    assert request(page, headers=wrong).status == 401
+    proxied = {**user, "X-Rehabgate-Proxy-Secret": PROXY_SECRET}
+    signed = request(page, headers=proxied)
+    assert signed.status == 303
+    assert signed.headers["location"] == f"/physio/client?client={clinics.alice.client_id}"
+    jar = {"Cookie": signed.headers["set-cookie"].split(";")[0]}
+    shown = request(page, headers={**proxied, **jar})
+    assert shown.status == 200
+    assert "signed in as <b>physio-sso</b>" in shown.text
+    assert 'name="csrf"' in shown.text
+    stranger = {"X-Forwarded-User": "not-a-physio", "X-Rehabgate-Proxy-Secret": PROXY_SECRET}
+    assert request(page, headers=stranger).status == 401
+
+
+def test_the_physio_command_issues_lists_and_revokes(tmp_path: Path) -> None:
+    file = tmp_path / "physios.json"
+    env = {**os.environ, "REHABGATE_PHYSIO_CREDENTIALS": str(file)}
+    cli = [sys.executable, "-m", "rehabgate.services.cli.main", "physio"]
+    added = subprocess.run([*cli, "add", "dora", "--clinic", "clinic-z"], env=env,
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    password = added.stdout.split("password (shown once): ")[1].strip()
+    assert CredentialsFile(file).check("dora", password) is not None
+    listed = subprocess.run([*cli, "list"], env=env, capture_output=True, text=True, check=True)
+    assert listed.stdout.startswith("dora\tclinic-z\tpassword")
+    assert password not in listed.stdout
+    subprocess.run([*cli, "revoke", "dora"], env=env, capture_output=True, check=True)
+    again = subprocess.run([*cli, "revoke", "dora"], env=env, capture_output=True, text=True)
+    assert again.returncode != 0
+    assert "no physio dora" in again.stderr
+    unset = {k: v for k, v in env.items() if k != "REHABGATE_PHYSIO_CREDENTIALS"}
+    missing = subprocess.run([*cli, "list"], env=unset, capture_output=True, text=True)
+    assert missing.returncode != 0
+    assert "REHABGATE_PHYSIO_CREDENTIALS" in missing.stderr
 
 
 def test_a_revoked_physio_is_out_at_the_next_request(

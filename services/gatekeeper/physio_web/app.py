@@ -67,7 +67,7 @@ from .access import (
     presented_token,
     session_cookie,
 )
-from .credentials import CredentialsFile
+from .credentials import CredentialsFile, Physio
 from .overview import ClinicOverview, QueueRules, client_row, clinic_overview
 
 HERE = Path(__file__).parent
@@ -158,6 +158,19 @@ class PhysioWeb:
         if clinic is not None:
             return Identity(clinic_id=clinic)
         raise Refused(401, "sign in first")
+
+    def proxied(self, request: Request) -> Physio | None:
+        """The physio a trusted single-sign-on proxy names, when the request has no
+        valid session of its own (or one of another physio)."""
+        if self.proxy.header is None:
+            return None
+        physio = self.proxy.physio(
+            request.headers, request.client.host if request.client else None
+        )
+        if physio is None:
+            return None
+        session = self.sessions.identity(session_cookie(request.headers))
+        return None if session is not None and session.physio_id == physio.physio_id else physio
 
     # --- reads -----------------------------------------------------------------------
 
@@ -260,6 +273,11 @@ def physio_app(
             asked = request.query_params.get("client")
             shown = asked if asked is None or CLIENT_ID.match(asked) else "(malformed)"
             ids = {"route": route, "client_id": shown}
+            if as_html and request.method == "GET" and (proxied := web.proxied(request)):
+                # Signed in by the single-sign-on proxy: a session of our own, then
+                # the same page again (so actions get their CSRF token).
+                here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return _signed_in(web, proxied.physio_id, web.sessions.issue(proxied), here)
             try:
                 response = await handler(request)
             except Refused as refusal:
