@@ -9,9 +9,11 @@ of its own, so other tests' clients never show up here.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -280,6 +282,11 @@ def test_pages_are_self_contained_and_never_cached(clinics: Clinics) -> None:
         token=clinics.token_a,
     ).text
     assert every.count("<details") == clinics.alice.head.version
+    # Plain words: no list syntax, no " | " separators, no event or criterion codes.
+    words = html.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"<(svg|style)[\s\S]*?</\1>", "", every)))
+    for code in (r"\[\d", r" \| ", r"\b(session|checkin|clinician)\.(logged|action)\b",
+                 r"\b[a-z]+_[a-z]+_[a-z_]+\b", r"advance_override"):  # fmt: skip
+        assert not re.search(code, words), (code, re.search(code, words))
     assert "History verified" in timeline
 
 

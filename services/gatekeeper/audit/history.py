@@ -307,7 +307,8 @@ def rules_verdict(decision: ProgressionEvaluated) -> str:
     open_ = [c for c in exits if c.status != "passed"]
     if not open_:
         return f"rules alone: all {len(exits)} exit criteria met (would unlock)"
-    names = ", ".join(f"{c.id} ({c.status})" for c in open_)
+    words = {"failed": "not met", "unknown": "not known yet"}
+    names = "; ".join(f"{c.explanation} ({words.get(c.status, c.status)})" for c in open_)
     return f"rules alone: would hold, {len(open_)} of {len(exits)} exit criteria not met: {names}"
 
 

@@ -177,6 +177,16 @@ def chart_svg(timeline: Timeline) -> Markup:
         )
 
 
+def plain(text: str | None) -> str:
+    """A decision's summary as a person reads it: event names in words, and the
+    " | " between its parts as a sentence break."""
+    if not text:
+        return ""
+    for code, words in EVENT_LABELS.items():
+        text = text.replace(code, words)
+    return text.replace(" | ", "; ")
+
+
 def days(start: datetime, end: datetime) -> str:
     return f"{(end - start).total_seconds() / 86400:.1f}"
 
@@ -200,4 +210,5 @@ FILTERS = {
     "result_word": result_word,
     "result_kind": result_kind,
     "source": source,
+    "plain": plain,
 }
