@@ -3,7 +3,9 @@ measured in one run on this machine. Writes bench/results/latest.json and
 bench/results/latest.md and prints the table. Never part of `make test`.
 
 Sizes (environment): BENCH_CLIENTS (throughput workload, default 10000),
-BENCH_SECONDS (each latency run, default 60), BENCH_RATES (default "500,2000").
+BENCH_SECONDS (each latency run, default 60), BENCH_RATES (default "500,2000"),
+BENCH_INGEST_EVENTS (events posted to the HTTPS ingest in batches of 100, default
+100000) and BENCH_INGEST_SECONDS (its single-event run at 1,000/s, default 30).
 
 `make bench CLUSTER=1` runs the same measurements on a local 3-master Redis
 Cluster (tests/cluster_server.py) with REHABGATE_PARTITIONS=6 (BENCH_PARTITIONS),
@@ -32,6 +34,8 @@ GOALS = {
     "p99_message_ms_at_2000": ("<=", 50),
     "gatekeeper_rss_mb": ("<=", 150),
     "audit_bytes_per_session_event": ("<=", 2048),
+    "ingest_events_per_s_batched": (">=", 10_000),
+    "ingest_p99_ms_at_1000_rps": ("<=", 25),
 }
 
 
@@ -62,6 +66,12 @@ def main() -> int:
             spied = profile.profile_latency(url, max(rates), min(seconds, 20), gatekeepers=2)
         stored = measure.storage(url, clients=1000, days=10)
         print(f"storage: {stored}", flush=True)
+        ingest_events = int(os.environ.get("BENCH_INGEST_EVENTS", "100000"))
+        ingest_rate = measure.ingest_throughput(url, ingest_events, batch=100)
+        print(f"ingest, batches of 100: {ingest_rate:,.0f} events/s", flush=True)
+        ingest_seconds = float(os.environ.get("BENCH_INGEST_SECONDS", "30"))
+        ingest_latency = measure.ingest_latency(url, 1000, ingest_seconds)
+        print(f"ingest, single events at 1,000/s: {ingest_latency}", flush=True)
     top = runs[max(rates)]
     results = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
@@ -79,8 +89,12 @@ def main() -> int:
         "notifier_rss_mb": round(top.rss_mb["notifier"], 1),
         "redis_bytes_per_client": round(stored["redis_bytes_per_client"]),
         "audit_bytes_per_session_event": round(stored["audit_bytes_per_session_event"]),
+        "ingest_events_per_s_batched": round(ingest_rate),
+        "ingest_p99_ms_at_1000_rps": ingest_latency["p99_ms"],
+        "ingest_latency_at_1000_rps": ingest_latency,
         "seconds": round(time.perf_counter() - started),
-        "sizes": {"clients": clients, "latency_seconds": seconds, "rates": rates},
+        "sizes": {"clients": clients, "latency_seconds": seconds, "rates": rates,
+                  "ingest_events": ingest_events, "ingest_seconds": ingest_seconds},
         "cluster": {"masters": 3, "partitions": int(os.environ["REHABGATE_PARTITIONS"])} if cluster else None,
     }  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
@@ -103,7 +117,8 @@ def render(results: dict[str, object]) -> str:
     for key in ("raw_events_per_s", "gatekeeper_events_per_s", "gatekeeper_ratio",
                 "gatekeeper_events_per_s_2_processes", "two_process_speedup",
                 "p99_decision_ms_at_2000", "p99_message_ms_at_2000", "gatekeeper_rss_mb",
-                "notifier_rss_mb", "redis_bytes_per_client", "audit_bytes_per_session_event"):  # fmt: skip
+                "notifier_rss_mb", "redis_bytes_per_client", "audit_bytes_per_session_event",
+                "ingest_events_per_s_batched", "ingest_p99_ms_at_1000_rps"):  # fmt: skip
         value = results[key]
         goal = GOALS.get(key)
         met = ""

@@ -324,3 +324,163 @@ def used_memory(client: SyncRedisClient) -> int:
 
 def run_async(coro: object) -> float:
     return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+# -- the HTTPS ingest (issue 18) ------------------------------------------------------
+
+#: The clinic of the workload's events (bench/workload.py).
+BENCH_CLINIC = "clinic-bench"
+
+
+@contextmanager
+def ingest_service(url: str) -> Iterator[tuple[str, str]]:
+    """A real `rehabgate ingest` process (no rate limit to speak of, the shared stream)
+    and an API key for the workload's clinic: (base URL, key)."""
+    import httpx
+
+    from rehabgate.services.common.redis_server import free_port
+
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "REHABGATE_CLINICS"},
+        "REDIS_URL": url, "REHABGATE_LOG_LEVEL": "WARNING",
+        "REHABGATE_INGEST_HTTP_PORT": str(port), "REHABGATE_INGEST_RATE_PER_S": "1e9",
+        "REHABGATE_INGEST_BURST": "1000000000", "REHABGATE_INGEST_MAX_BATCH": "1000",
+    }  # fmt: skip
+    cli = [sys.executable, "-m", "rehabgate.services.cli.main"]
+    issued = subprocess.run([*cli, "ingest-key", "issue", BENCH_CLINIC], env=env,
+                            capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
+    key = issued.stdout.strip().splitlines()[-1]
+    process = subprocess.Popen([*cli, "ingest"], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/health/ready", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("bench: the ingest did not become ready")
+            time.sleep(0.1)
+        yield base, key
+    finally:
+        stop({"ingest": [process]})
+
+
+def ingest_throughput(url: str, total: int, batch: int = 100, concurrency: int = 8) -> float:
+    """Events accepted per second by one ingest process, posted in batches of `batch`
+    by `concurrency` connections at once (every answer must be 202)."""
+    payloads = list(events(max(1, total), days=0))[:total]  # enrolments: distinct clients
+    bodies = [
+        ("[" + ",".join(payloads[i : i + batch]) + "]").encode()
+        for i in range(0, len(payloads), batch)
+    ]
+    with ingest_service(url) as (base, key):
+        return run_async(_post_all(base, key, bodies, concurrency)) * batch
+
+
+class _Connections:
+    """A small HTTP/1.1 keep-alive client over asyncio streams, so the load generator
+    (on the same machine) spends as little CPU as it can and the numbers are the
+    ingest's: `post(body)` -> status, on the first free of `size` connections."""
+
+    def __init__(self, base: str, key: str, size: int) -> None:
+        host, _, port = base.removeprefix("http://").partition(":")
+        self.host, self.port, self.size = host, int(port), size
+        self.head = (
+            f"POST /v1/events HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+            "Content-Type: application/json\r\nContent-Length: "
+        ).encode()
+        self.free: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.Queue()
+        )
+
+    async def open(self) -> None:
+        for _ in range(self.size):
+            self.free.put_nowait(await asyncio.open_connection(self.host, self.port))
+
+    async def post(self, body: bytes) -> int:
+        reader, writer = await self.free.get()
+        try:
+            writer.write(self.head + str(len(body)).encode() + b"\r\n\r\n" + body)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            return status
+        finally:
+            self.free.put_nowait((reader, writer))
+
+    async def close(self) -> None:
+        while not self.free.empty():
+            _, writer = self.free.get_nowait()
+            writer.close()
+
+
+async def _post_all(base: str, key: str, bodies: list[bytes], concurrency: int) -> float:
+    """Requests per second, all bodies posted over `concurrency` connections."""
+    connections = _Connections(base, key, concurrency)
+    await connections.open()
+    queue = list(reversed(bodies))
+    await connections.post(queue.pop())  # warm up
+    done, start = 0, time.perf_counter()
+
+    async def worker() -> None:
+        nonlocal done
+        while queue:
+            status = await connections.post(queue.pop())
+            if status != 202:
+                raise RuntimeError(f"bench: ingest answered {status}")
+            done += 1
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    rate = done / (time.perf_counter() - start)
+    await connections.close()
+    return rate
+
+
+def ingest_latency(url: str, rate: int, seconds: float) -> dict[str, float]:
+    """Single events posted open-loop at `rate` per second for `seconds`: each
+    request's time from when it was due (so a backlog counts) to its 202."""
+    total = int(rate * seconds)
+    payloads = [p.encode() for p in events(max(1, total), days=0)][:total]
+    with ingest_service(url) as (base, key):
+        times = asyncio.run(_open_loop(base, key, payloads, rate))
+    times.sort()
+    return {
+        "requests": len(times),
+        "p50_ms": round(times[len(times) // 2] * 1000, 1),
+        "p99_ms": round(times[min(len(times) - 1, int(len(times) * 0.99))] * 1000, 1),
+        "max_ms": round(times[-1] * 1000, 1),
+    }
+
+
+async def _open_loop(base: str, key: str, payloads: list[bytes], rate: int) -> list[float]:
+    connections = _Connections(base, key, 64)
+    await connections.open()
+    await connections.post(payloads[0])  # warm up
+    times: list[float] = []
+
+    async def one(body: bytes, due: float) -> None:
+        status = await connections.post(body)
+        if status != 202:
+            raise RuntimeError(f"bench: ingest answered {status}")
+        times.append(time.perf_counter() - due)
+
+    start = time.perf_counter()
+    tasks = []
+    for n, body in enumerate(payloads[1:]):
+        due = start + n / rate
+        if (wait := due - time.perf_counter()) > 0:
+            await asyncio.sleep(wait)
+        tasks.append(asyncio.create_task(one(body, due)))
+    await asyncio.gather(*tasks)
+    await connections.close()
+    return times
