@@ -132,6 +132,18 @@ def still_needed(timeline: Timeline) -> list[CriterionRow]:
     return [c for c in last.criteria if c.role == "exit" and c.status != "passed"]
 
 
+def needs_line(c: CriterionRow) -> str:
+    """One line of the "still needed" box: the criterion in words, with what was
+    observed and what it takes, unless the words already say both."""
+    if c.observed is None:
+        return f"{c.explanation}: not known yet"
+    shown, wanted = value(c.observed, c.unit), value(c.threshold, c.unit)
+    plain_observed = value(c.observed)
+    if plain_observed in c.explanation and value(c.threshold) in c.explanation:
+        return c.explanation
+    return f"{c.explanation}: now {shown}, needs {wanted}"
+
+
 def attention_now(timeline: Timeline) -> list[CriterionRow]:
     """Safety and step-back rules that fired in the latest decision."""
     last = next((i for i in reversed(timeline.items) if i.criteria), None)
@@ -194,6 +206,7 @@ def days(start: datetime, end: datetime) -> str:
 GLOBALS = {
     "client_url": client_url,
     "still_needed": still_needed,
+    "needs_line": needs_line,
     "attention_now": attention_now,
     "stage_spans": stage_spans,
     "chart_svg": chart_svg,
