@@ -56,6 +56,8 @@ UNAUTHORIZED = {
     "detail": "a valid API key is required: Authorization: Bearer rgk_...",
 }
 NO_STORE = [(b"cache-control", b"no-store")]
+#: How long a key's record is used before it is read again (revocation's delay).
+KEY_CACHE_S = 2.0
 
 
 @dataclass
@@ -121,6 +123,7 @@ class Ingest:
         self.metrics = IngestMetrics()
         self.limits = Limits(settings.max_event_bytes)
         self.buckets: dict[str, Bucket] = {}
+        self.key_cache: dict[str, tuple[bytes, float]] = {}
         self.phase = "starting"
 
     # -- ASGI --------------------------------------------------------------------
@@ -196,12 +199,28 @@ class Ingest:
         header = _header(scope, b"authorization")
         parts = split_key(header)
         key_id, secret = parts if parts else ("", "x" * 43)
-        assert self.redis is not None
-        record = await self.redis.hget(KEYS_HASH, key_id) if key_id else None
+        record = await self._record(key_id) if key_id else None
         clinic = clinic_of(record, secret)
         if clinic is None or accept.stream_of(self.settings, clinic) is None:
             return None
         return clinic
+
+    async def _record(self, key_id: str) -> bytes | None:
+        """A key's stored record, read again at most every KEY_CACHE_S seconds (so a
+        revoked key is refused from at most that long after `ingest-key revoke`)."""
+        now = time.monotonic()
+        cached = self.key_cache.get(key_id)
+        if cached is not None and now - cached[1] < KEY_CACHE_S:
+            return cached[0]
+        assert self.redis is not None
+        record: bytes | None = await self.redis.hget(KEYS_HASH, key_id)
+        if record is None:
+            self.key_cache.pop(key_id, None)
+            return None
+        if len(self.key_cache) >= 10_000:
+            self.key_cache.clear()
+        self.key_cache[key_id] = (record, now)
+        return record
 
     async def _post(self, scope: Scope, receive: Receive, send: Send) -> int:
         clinic = await self._clinic(scope)

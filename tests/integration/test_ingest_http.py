@@ -343,3 +343,16 @@ def test_the_node_example_publishes_over_https(
     assert len(published) == 2
     for item in published:
         settled(ingest, keys["clinic-a"], item["event_id"], "applied")
+
+
+def test_a_key_revoked_while_in_use_is_refused_soon_after(ingest: str, server: str) -> None:
+    key = issue_key(server, "clinic-a", INGEST_CLINICS)
+    assert post(ingest, key, of("clinic-a", enrolment(unique_client()))).status_code == 202
+    subprocess.run(
+        [sys.executable, "-m", "rehabgate.services.cli.main", "ingest-key", "revoke",
+         key.split("_")[1]],
+        env=base_env(server), check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    # The ingest reads a key's record again at most every KEY_CACHE_S (2 s).
+    wait_for(lambda: fate(ingest, key, str(uuid.uuid4())).status_code == 401, what="revocation")
+    assert post(ingest, key, of("clinic-a", enrolment(unique_client()))).status_code == 401
