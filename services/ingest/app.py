@@ -213,7 +213,8 @@ class Ingest:
         if cached is not None and now - cached[1] < KEY_CACHE_S:
             return cached[0]
         assert self.redis is not None
-        record: bytes | None = await self.redis.hget(KEYS_HASH, key_id)
+        found = await self.redis.hget(KEYS_HASH, key_id)
+        record = found.encode() if isinstance(found, str) else found
         if record is None:
             self.key_cache.pop(key_id, None)
             return None
