@@ -1193,8 +1193,11 @@ def contradictions(
       step back in between; "unlocked Stage 3" when last told Stage 1; a step back
       from a stage they were never told of; anything but a correction after they
       were told they completed;
-    - `untold_withdrawal`: a correction taking back an unlock or completion the client
-      was never told of (it names a decision no earlier section told);
+    - `untold_withdrawal`: a take-back (`notice` "taken_back": the gatekeeper marks
+      the one decision of a late sync that tells the client they are not where they
+      were told) that leaves the client where they were told they are;
+    - `silent_decision_told`: a message carrying a decision the gatekeeper marked
+      `silent` (no news to the client);
     - `unknown_decision`: a decision id that is not on the evaluated stream;
     - `flip_flop`: the moves one late event tells (its own decision and the
       corrections naming it in `corrected_after`, in whatever messages) take the
@@ -1216,9 +1219,12 @@ def contradictions(
             if d is None:
                 kinds.add("unknown_decision")
                 continue
-            withdrawal = d.get("superseded_outcome") in UNLOCKS and d["outcome"] not in UNLOCKS
+            if d.get("notice") == "silent":
+                kinds.add("silent_decision_told")  # the gatekeeper said: no news
+                continue
+            withdrawal = d.get("notice") == "taken_back"
             if withdrawal:
-                if d.get("supersedes") not in told_ids:
+                if told == d["to_stage"]:  # nothing the client was told is taken back
                     kinds.add("untold_withdrawal")
             elif d["outcome"] in TRANSITIONS:
                 if d["from_stage"] != told:
@@ -1289,8 +1295,13 @@ def check(r: redis.Redis, acked: Sequence[tuple[Outgoing, str]]) -> dict[str, An
             or (item.hostile == "unknown_client" and r.exists(_keys(item.client_id).state))
         )
     )
+    # (a late event's `silent` decisions are no news to the client: on record only)
     needs_message = {
-        d["decision_id"] for ds in seen.decisions.values() for d in ds if d["outcome"] != "held"
+        d["decision_id"]
+        for ds in seen.decisions.values()
+        for d in ds
+        if (d["outcome"] != "held" and d.get("notice") != "silent")
+        or d.get("notice") == "taken_back"
     }
     mine = {c: seen.decisions[c] for c in valid}
     causes = {o.event_id: json.loads(o.fields["event"]) for items in valid.values() for o in items}

@@ -137,9 +137,14 @@ def test_a_step_back_taken_back_silently_shows_as_a_gap() -> None:
 def test_withdrawals_must_take_back_something_told() -> None:
     told = [_d(0, "unlocked", None, "s1"), _d(1, "unlocked", "s1", "s2")]
     withdrawal = _d(9, "held", "s1", "s1", supersedes="d1", superseded_outcome="unlocked",
-                    corrected_after="e8")  # fmt: skip
+                    corrected_after="e8", notice="taken_back")  # fmt: skip
     assert _told(told, [withdrawal]) == [set(), set()]
     assert _told(told[:1], [withdrawal]) == [set(), {"untold_withdrawal"}]
+
+
+def test_a_decision_the_gatekeeper_marked_silent_must_not_be_told() -> None:
+    earlier = _d(5, "unlocked", "s1", "s2", corrected_after="e8", notice="silent")
+    assert _told([_d(0, "unlocked", None, "s1")], [earlier]) == [set(), {"silent_decision_told"}]
 
 
 def test_unlock_step_back_unlock_caused_by_one_late_event_is_a_flip_flop() -> None:
