@@ -30,20 +30,30 @@ def _timed_out(timeout: float, what: str, last: object) -> AssertionError:
     return AssertionError(f"timed out after {timeout:g}s{waited} (last answer: {last!r:.300})")
 
 
+def _gave_up(what: str, reason: object) -> AssertionError:
+    waited = f" waiting for {what}" if what else ""
+    return AssertionError(f"gave up{waited}: {reason!r:.300}")
+
+
 def wait_for(
     predicate: Callable[[], T | None],
     timeout: float = TIMEOUT_S,
     every: float = 0.1,
     what: str = "",
+    abort: Callable[[], object] | None = None,
 ) -> T:
     """The first truthy value of `predicate()`, polled every `every` seconds;
-    AssertionError naming `what` after `timeout` seconds. The predicate is asked
-    once more at the deadline, so a slow last poll does not lose its answer."""
+    AssertionError naming `what` after `timeout` seconds, or at once when
+    `abort()` is truthy (e.g. `stack.dead`: a service died, nothing will come).
+    The predicate is asked once more at the deadline, so a slow last poll does not
+    lose its answer."""
     deadline = time.monotonic() + timeout
     while True:
         last = predicate()
         if last:
             return last
+        if abort is not None and (reason := abort()):
+            raise _gave_up(what, reason)
         if time.monotonic() >= deadline:
             raise _timed_out(timeout, what, last)
         time.sleep(every)
@@ -102,3 +112,11 @@ def handled(r: redis.Redis, stream: str, group: str, entry_ids: list[bytes]) -> 
     first, last = min(entry_ids, key=_id), max(entry_ids, key=_id)
     pending = {p["message_id"] for p in r.xpending_range(stream, group, first, last, 10_000)}
     return not pending & set(entry_ids)
+
+
+def died(
+    stack: Any, services: tuple[str, ...] = ("gatekeeper", "notifier")
+) -> Callable[[], list[str]]:
+    """An `abort` for waits on a `Stack`: which of `services` has exited. (The ingest
+    is left out: these tests do not use it, and it exits when its fixed port is taken.)"""
+    return lambda: [name for name in stack.dead() if name in services]

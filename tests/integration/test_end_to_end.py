@@ -23,7 +23,7 @@ from rehabgate.schemas.streams import (
 )
 from rehabgate.services.cli.stack import Stack
 from rehabgate.services.common.redis_server import server_binary
-from tests.waiting import wait_for
+from tests.waiting import died, wait_for
 
 pytestmark = pytest.mark.integration
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -73,12 +73,14 @@ def test_readme_xadd_example_yields_a_decision_and_a_message(
             and found
         ),
         what="the two decisions",
+        abort=died(stack),
     )
     outcomes = [json.loads(d[b"event"])["outcome"] for d in decisions]
     assert outcomes == ["unlocked", "held"]
     messages = wait_for(
         lambda: entries_mentioning(sync_redis, client_messages_stream(0), client_id),
         what="the welcome message",
+        abort=died(stack),
     )
     assert "Welcome" in json.loads(messages[0][b"message"])["title"]
 
@@ -96,11 +98,11 @@ def test_malformed_event_is_dead_lettered_and_the_next_one_processed(
     sync_redis.xadd(INBOUND, {"event": json.dumps(enrol)})
 
     letter = wait_for(lambda: [f for _, f in sync_redis.xrange(INBOUND_DEAD_LETTER)
-                               if f[b"source_id"] == bad_id], what="the dead letter")  # fmt: skip
+                               if f[b"source_id"] == bad_id], what="the dead letter", abort=died(stack))  # fmt: skip
     assert letter[0][b"reason"].startswith(b"malformed JSON")
     wait_for(lambda: entries_mentioning(sync_redis, evaluated_stream(0), client_id),
-             what="the next event's decision")  # fmt: skip
-    assert not stack.dead()
+             what="the next event's decision", abort=died(stack))  # fmt: skip
+    assert not died(stack)()
 
 
 def test_logs_carry_ids_but_no_health_values_or_contact_details(
@@ -120,7 +122,7 @@ def test_logs_carry_ids_but_no_health_values_or_contact_details(
     entry_ids = [sync_redis.xadd(INBOUND, {"event": json.dumps(e)}).decode() for e in events]
     wait_for(lambda: len([f for _, f in sync_redis.xrange(INBOUND_DEAD_LETTER)
                           if client_id.encode() in f[b"raw"]]) == 2,
-             what="both dead letters")  # fmt: skip
+             what="both dead letters", abort=died(stack))  # fmt: skip
     # The gatekeeper logs each entry's fate once it has handled it: every line about
     # these entries is written once the last of them is in the log.
     assert stack.log_dir is not None
@@ -130,7 +132,7 @@ def test_logs_carry_ids_but_no_health_values_or_contact_details(
         text = "\n".join(p.read_text() for p in log_dir.glob("*.log"))
         return text if all(f'"entry_id": "{i}"' in text for i in entry_ids) else None
 
-    text = wait_for(logged, what="the gatekeeper's line for each entry")
+    text = wait_for(logged, what="the gatekeeper's line for each entry", abort=died(stack))
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]
     assert lines, "services wrote no log lines"
     assert all("event" in line and "timestamp" in line for line in lines)
@@ -171,8 +173,8 @@ def test_an_entry_that_is_not_utf8_is_dead_lettered_not_left_pending(
     bad_id = sync_redis.xadd(INBOUND, {"event": b'{"event_type": "\xff\xfe"}', b"\xc3": b"\xff"})
 
     letter = wait_for(lambda: [f for _, f in sync_redis.xrange(INBOUND_DEAD_LETTER)
-                               if f[b"source_id"] == bad_id], what="the dead letter")  # fmt: skip
+                               if f[b"source_id"] == bad_id], what="the dead letter", abort=died(stack))  # fmt: skip
     assert letter[0][b"reason"].startswith(b"malformed JSON")
     assert letter[0][b"raw"] == b'{"event_type": "\xff\xfe"}'
     wait_for(lambda: sync_redis.xpending_range(INBOUND, "gatekeeper", bad_id, bad_id, 1) == [],
-             what="the entry acknowledged")  # fmt: skip
+             what="the entry acknowledged", abort=died(stack))  # fmt: skip

@@ -34,7 +34,7 @@ from rehabgate.services.common.redis_server import EmbeddedRedis, free_port
 from rehabgate.services.common.settings import Settings
 from rehabgate.services.gatekeeper.app import create_app as gatekeeper_app
 from tests.events import checkin, enrolment, session, unique_client
-from tests.waiting import wait_for, wait_for_async
+from tests.waiting import died, wait_for, wait_for_async
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DASHBOARD = Path(__file__).resolve().parents[2] / "ops/grafana/dashboards/rehabgate.json"
@@ -133,7 +133,7 @@ def test_not_ready_while_redis_is_away_and_ready_again_after(
                           what=f"the {service} not ready")  # fmt: skip
         assert answer == (503, {"ready": False, "failed": ["redis unreachable"]})
         assert health(services.ports[service], "/health/live") == (200, {"live": True})
-    assert not services.stack.dead()
+    assert not died(services.stack)()
 
     # The same server back (its AOF keeps the consumer groups): ready again.
     server.start()

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -38,13 +39,14 @@ from rehabgate.schemas.publisher import (
 )
 from rehabgate.schemas.signing import decode_key, generate_key, signer
 from rehabgate.schemas.streams import INBOUND, clinic_inbound_stream
+from rehabgate.services.cli.health import check
 from rehabgate.services.cli.stack import Stack
 from rehabgate.services.gatekeeper.process import Entry, Report, process_batch
 from rehabgate.services.gatekeeper.protocol_files import load_protocols
 from rehabgate.services.gatekeeper.store import RedisClientStore
 from rehabgate.services.gatekeeper.tenancy import SHARED, Source
 from tests.events import T0, unique_client
-from tests.waiting import wait_for_async
+from tests.waiting import died, wait_for, wait_for_async
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -285,13 +287,20 @@ def test_readme_python_example_against_the_running_services(
 ) -> None:
     code = readme_block("python", "from rehabgate.schemas.publisher import")
     code = code.replace("c-7f3a9", unique_client("readme"))
+    # The example's wait is for a running gatekeeper's decision; on a busy machine
+    # the services' start-up alone can take longer, hence the health wait and a
+    # longer wait in the copy run here.
+    assert "timeout=10)" in code
+    code = code.replace("timeout=10)", "timeout=120)")
     monkeypatch.setenv("REDIS_URL", redis_url)
     out = io.StringIO()
-    with (
-        Stack(redis_url, data_dir=None, log_dir=tmp_path / "logs"),
-        contextlib.redirect_stdout(out),
-    ):
-        exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the README's own example
+    with Stack(redis_url, data_dir=None, log_dir=tmp_path / "logs") as stack:
+        for service in ("gatekeeper", "notifier"):
+            consumer = f"{socket.gethostname()}-{stack.processes[service].pid}"
+            wait_for(lambda s=service, c=consumer: check(redis_url, s, c)[0],
+                     what=f"the {service} healthy", abort=died(stack))  # fmt: skip
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the README's own example
 
     assert re.search(r"^held start-loading ", out.getvalue(), flags=re.MULTILINE), out.getvalue()
 

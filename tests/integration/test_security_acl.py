@@ -38,7 +38,7 @@ from rehabgate.services.common.keys import ClientKeys
 from rehabgate.services.common.redis_server import EmbeddedRedis, free_port
 from tests.events import checkin, enrolment, session, unique_client
 from tests.physio_server import request
-from tests.waiting import wait_for
+from tests.waiting import died, wait_for
 
 pytestmark = pytest.mark.integration
 CLINICS = [f"clinic-{n:02d}" for n in range(1, 21)]
@@ -239,18 +239,26 @@ def test_the_services_run_under_their_own_users_without_a_refusal(
         other = acl_server.client(clinic_user(plain_clinic))
         other.xadd(clinic_inbound_stream(plain_clinic),
                    {"event": json.dumps({**enrolment(plain_client), "clinic_id": plain_clinic})})  # fmt: skip
-        wait_for(lambda: len(decisions_for(admin, signed_client)) == 3, what="3 decisions")
-        wait_for(lambda: decisions_for(admin, plain_client), what="the other clinic's decision")
+        wait_for(
+            lambda: len(decisions_for(admin, signed_client)) == 3,
+            what="3 decisions",
+            abort=died(stack),
+        )
+        wait_for(
+            lambda: decisions_for(admin, plain_client),
+            what="the other clinic's decision",
+            abort=died(stack),
+        )
         # Now that the signed clinic owns its client, the other one tries to write for it.
         foreign = {**session(signed_client, 1), "clinic_id": plain_clinic}
         other.xadd(clinic_inbound_stream(plain_clinic), {"event": json.dumps(foreign)})
         wait_for(lambda: any(f.get(b"client_id") == signed_client.encode()
                              and f[b"kind"] == b"foreign_client"
                              for _, f in admin.xrange(SECURITY_EVENTS)),
-                 what="the foreign_client security event")  # fmt: skip
+                 what="the foreign_client security event", abort=died(stack))  # fmt: skip
         wait_for(lambda: [f for _, f in admin.xrange(client_messages_stream(0))
                           if signed_client.encode() in f[b"message"]],
-                 what="the client's message")  # fmt: skip
+                 what="the client's message", abort=died(stack))  # fmt: skip
         reply = request(f"http://127.0.0.1:{port}/physio/api/history?client={signed_client}",
                         token="physio-token")  # fmt: skip
         assert reply.status == 200
@@ -272,8 +280,12 @@ def test_the_services_run_under_their_own_users_without_a_refusal(
         # a beat stamped 2 s from now shows the service's loop ran all that while.
         since = int(time.time() * 1000) + 2000
         for service in ("gatekeeper", "notifier"):
-            wait_for(lambda s=service: _beat(admin, s) >= since, what=f"a {service} heartbeat")
-        assert not stack.dead()
+            wait_for(
+                lambda s=service: _beat(admin, s) >= since,
+                what=f"a {service} heartbeat",
+                abort=died(stack),
+            )
+        assert not died(stack)()
         publisher.close()
         other.close()
     log = admin.acl_log(count=1000)
@@ -337,13 +349,13 @@ def test_the_stack_runs_over_tls_with_auth(tmp_path: Path) -> None:
                       "REHABGATE_CLINICS": json.dumps({"clinic-tls": {}})}
             for service in (GATEKEEPER, NOTIFIER)
         }  # fmt: skip
-        with Stack(url(ADMIN), None, tmp_path / "logs", env):
+        with Stack(url(ADMIN), None, tmp_path / "logs", env) as stack:
             publisher = redis.Redis.from_url(url(clinic_user("clinic-tls")))
             publisher.xadd(clinic_inbound_stream("clinic-tls"),
                            {"event": json.dumps({**enrolment(client), "clinic_id": "clinic-tls"})})  # fmt: skip
-            wait_for(lambda: decisions_for(admin, client), what="the decision")
+            wait_for(lambda: decisions_for(admin, client), what="the decision", abort=died(stack))
             wait_for(lambda: [f for _, f in admin.xrange(client_messages_stream(0))
-                              if client.encode() in f[b"message"]], what="the message")  # fmt: skip
+                              if client.encode() in f[b"message"]], what="the message", abort=died(stack))  # fmt: skip
     finally:
         server.terminate()
         server.wait(timeout=60)

@@ -24,7 +24,7 @@ from rehabgate.schemas.streams import (
 from rehabgate.services.cli.stack import Stack
 from tests.events import checkin, enrolment, event, session
 from tests.integration.test_end_to_end import _keys, _leaves
-from tests.waiting import handled, wait_for
+from tests.waiting import died, handled, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KEY = generate_key()
@@ -119,16 +119,16 @@ def test_no_canary_reaches_any_log_line(redis_url: str, tmp_path: Path) -> None:
                 r.xadd(stream, fields)
         expected = 3 * len(refused_workload("x"))
         wait_for(lambda: _count(logs, "event_dead_lettered", "") >= expected,
-                 what="every refusal dead-lettered")  # fmt: skip
+                 what="every refusal dead-lettered", abort=died(stack))  # fmt: skip
         # Every decision is written by now (refusals make none): once the notifier has
         # acknowledged each of ours, its lines for them are in the log (it logs a
         # batch before acknowledging it).
         ours = [i for i, f in r.xrange(evaluated_stream(0)) if run.encode() in f[b"event"]]
         assert ours
         wait_for(lambda: handled(r, evaluated_stream(0), NOTIFIER_GROUP, ours),
-                 what="the notifier to handle every decision")  # fmt: skip
-        wait_for(lambda: _count(logs, "decisions_handled", "") >= 1)
-        assert not stack.dead()
+                 what="the notifier to handle every decision", abort=died(stack))  # fmt: skip
+        wait_for(lambda: _count(logs, "decisions_handled", "") >= 1, abort=died(stack))
+        assert not died(stack)()
     r.close()
 
     text = "\n".join(p.read_text() for p in logs.glob("*.log"))
