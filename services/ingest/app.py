@@ -263,7 +263,7 @@ class Ingest:
             )
         if refused:
             self.metrics.events.labels("refused").inc(len(refused))
-            log.info("events_refused", clinic_id=clinic, count=len(refused), total=len(items))
+            log.info("events_refused", clinic_id=clinic, count=len(refused), events=len(items))
             return await _json(
                 send,
                 422,
@@ -403,6 +403,7 @@ def serve(settings: IngestSettings) -> None:
     from rehabgate.services.common.logging import configure_logging
 
     configure_logging(settings.log_json, settings.log_level)
+    _wait_for_port(settings.http_host, settings.ingest_http_port)
     config = uvicorn.Config(
         Ingest(settings),
         host=settings.http_host,
@@ -413,3 +414,23 @@ def serve(settings: IngestSettings) -> None:
         proxy_headers=False,
     )
     uvicorn.Server(config).run()
+
+
+def _wait_for_port(host: str, port: int, every_s: float = 5.0) -> None:
+    """Until the port can be bound: a second `rehabgate up` on one host (or anything
+    else holding the port) leaves this ingest waiting, logged once as
+    `http_unavailable`, instead of exiting and taking its `up` down with it."""
+    import socket
+
+    logged = False
+    while True:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+                return
+            except OSError:
+                if not logged:
+                    log.warning("http_unavailable", host=host, port=port)
+                    logged = True
+        time.sleep(every_s)

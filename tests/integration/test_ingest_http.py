@@ -356,3 +356,35 @@ def test_a_key_revoked_while_in_use_is_refused_soon_after(ingest: str, server: s
     # The ingest reads a key's record again at most every KEY_CACHE_S (2 s).
     wait_for(lambda: fate(ingest, key, str(uuid.uuid4())).status_code == 401, what="revocation")
     assert post(ingest, key, of("clinic-a", enrolment(unique_client()))).status_code == 401
+
+
+def test_a_taken_port_leaves_the_ingest_waiting_not_dead(server: str, tmp_path: Path) -> None:
+    """So a second `rehabgate up` on one host is not taken down by its ingest."""
+    import socket
+
+    port = free_port()
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    log = tmp_path / "ingest.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rehabgate.services.cli.main", "ingest"],
+            env=base_env(server, REHABGATE_INGEST_HTTP_PORT=str(port)), stdout=out, stderr=out,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: "http_unavailable" in log.read_text(), what="http_unavailable")
+        assert process.poll() is None
+        holder.close()
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=5).is_success
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, what="the ingest on the freed port")
+    finally:
+        holder.close()
+        process.terminate()
+        process.wait(timeout=60)
