@@ -250,6 +250,9 @@ def test_health_and_metrics(ingest: str) -> None:
     assert httpx.get(f"{ingest}/health/ready", timeout=30).json() == {"ready": True}
     metrics = httpx.get(f"{ingest}/metrics", timeout=30).text
     assert 'rehabgate_ingest_events_total{result="accepted"}' in metrics
+    committed = Path(__file__).resolve().parents[2] / "schemas" / "json" / "ingest-openapi.json"
+    served = httpx.get(f"{ingest}/openapi.json", timeout=30).json()
+    assert served == json.loads(committed.read_text())
 
 
 def test_rate_limit_answers_429_with_retry_after(server: str, keys: dict[str, str]) -> None:
