@@ -10,8 +10,10 @@ from there, in this order:
   gatekeeper keeps such an entry pending until the enrolment arrives).
 - **applied**: the event id is in the client's processed set; its decision (id,
   outcome, stage) is read from the client's audit trail when it had one.
-- **duplicate**: acknowledged, not applied by this entry and not dead-lettered: the
-  same event id was applied before through another way in (the Redis path).
+  That holds too when the event was applied through the Redis path first and the
+  posted entry was taken for a duplicate: the event is applied, whichever way in.
+- **duplicate**: acknowledged, neither applied nor dead-lettered (as when the
+  client was erased since).
 
 Only the caller's clinic's records are looked at, so another clinic's event id is
 as unknown as one never posted.

@@ -391,3 +391,19 @@ def test_a_taken_port_leaves_the_ingest_waiting_not_dead(server: str, tmp_path: 
         holder.close()
         process.terminate()
         process.wait(timeout=60)
+
+
+def test_an_event_applied_through_redis_first_shows_as_applied_through_https(
+    ingest: str, keys: dict[str, str], server: str
+) -> None:
+    client = unique_client()
+    enrol = of("clinic-a", enrolment(client))
+    r = redis.Redis.from_url(server)
+    r.xadd("rehabgate:inbound:clinic-a", {"event": json.dumps(enrol)})
+    wait_for(lambda: r.sismember(f"rehabgate:{{p0}}:client:{client}:processed", enrol["event_id"]),
+             what="applied through Redis")  # fmt: skip
+    assert post(ingest, keys["clinic-a"], enrol).status_code == 202
+    # The gatekeeper takes the posted entry for a duplicate; the event itself is applied.
+    applied = settled(ingest, keys["clinic-a"], enrol["event_id"], "applied")
+    assert applied["decision"] is not None
+    r.close()
