@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,8 +17,9 @@ import redis
 
 from rehabgate.services.common.acl import ADMIN, INGEST, clinic_user, generate
 from rehabgate.services.common.redis_server import EmbeddedRedis, free_port
-from tests.events import enrolment, unique_client
+from tests.events import enrolment, event, session, unique_client
 from tests.ingest_server import base_env, running
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CLINICS = ["clinic-a", "clinic-b"]
@@ -86,12 +88,44 @@ def test_the_ingest_runs_under_its_own_user_without_a_refusal(
     env = {"REHABGATE_CLINICS": json.dumps({key: {} for key in CLINICS})}
     ingest_url = embedded.url_for(INGEST, passwords[INGEST])
     with running(ingest_url, "ingest", free_port(), env) as url:
-        e = {**enrolment(unique_client()), "clinic_id": "clinic-a"}
+        client = unique_client()
+        enrol = {**enrolment(client), "clinic_id": "clinic-a"}
+        first = {**session(client, 1), "clinic_id": "clinic-a"}
+        early = {**session(unique_client(), 1), "clinic_id": "clinic-a"}  # not enrolled
+        late = unique_client()
+        late_enrol = {
+            **event(
+                "client.enrolled",
+                late,
+                hours=24 * 30,
+                start_date="2026-07-01",
+                protocol="achilles-tendinopathy@1",
+            ),
+            "clinic_id": "clinic-a",
+        }
+        before = {
+            **event("checkin.logged", late, morning_pain=1, morning_stiffness=1, swelling=False),
+            "clinic_id": "clinic-a",
+        }  # before the enrolment
         headers = {"Authorization": f"Bearer {issued}"}
-        answer = httpx.post(f"{url}/v1/events", json=e, headers=headers, timeout=30)
+        answer = httpx.post(f"{url}/v1/events", json=[enrol, first, early, late_enrol, before],
+                            headers=headers, timeout=30)  # fmt: skip
         assert answer.status_code == 202, answer.text
-        fate = httpx.get(f"{url}/v1/events/{e['event_id']}", headers=headers, timeout=30)
-        assert fate.json()["fate"] == "pending"
-    assert admin.xlen("rehabgate:inbound:clinic-a") == 1
+
+        def fate(event: dict[str, Any]) -> str:
+            found = httpx.get(f"{url}/v1/events/{event['event_id']}", headers=headers, timeout=30)
+            return str(found.json()["fate"])
+
+        assert fate(first) == "pending"  # no gatekeeper yet
+        # Now the gatekeeper, as its own user: every fate is read as the ingest user.
+        gatekeeper_url = embedded.url_for("gatekeeper", passwords["gatekeeper"])
+        with running(gatekeeper_url, "gatekeeper", free_port(), env):
+            wait_for(lambda: fate(first) == "applied", what="applied")
+            wait_for(lambda: fate(early) == "deferred", what="deferred")
+            wait_for(lambda: fate(before) == "dead_lettered", what="dead-lettered")
+            decision = httpx.get(f"{url}/v1/events/{first['event_id']}", headers=headers,
+                                 timeout=30).json()["decision"]  # fmt: skip
+            assert decision["outcome"]
+    assert admin.xlen("rehabgate:inbound:clinic-a") == 5
     assert admin.acl_log() == []
     admin.close()
