@@ -880,8 +880,15 @@ def _progress(r: redis.Redis) -> tuple[Any, ...]:
 def _delivered(r: redis.Redis) -> bool:
     seen = observe(r)
     wanted = {d["decision_id"] for ds in seen.decisions.values() for d in ds
-              if d["outcome"] != "held"}  # fmt: skip
+              if wants_message(d)}  # fmt: skip
     return wanted <= seen.receipted
+
+
+def wants_message(decision: dict[str, Any]) -> bool:
+    """Whether a decision must reach the client: any but a hold, except a late sync's
+    `silent` ones (no news to the client), and a late sync's take-back (a hold)."""
+    notice = decision.get("notice")
+    return (decision["outcome"] != "held" and notice != "silent") or notice == "taken_back"
 
 
 def log_events(workdir: Path, event: str) -> int:
@@ -1295,13 +1302,8 @@ def check(r: redis.Redis, acked: Sequence[tuple[Outgoing, str]]) -> dict[str, An
             or (item.hostile == "unknown_client" and r.exists(_keys(item.client_id).state))
         )
     )
-    # (a late event's `silent` decisions are no news to the client: on record only)
     needs_message = {
-        d["decision_id"]
-        for ds in seen.decisions.values()
-        for d in ds
-        if (d["outcome"] != "held" and d.get("notice") != "silent")
-        or d.get("notice") == "taken_back"
+        d["decision_id"] for ds in seen.decisions.values() for d in ds if wants_message(d)
     }
     mine = {c: seen.decisions[c] for c in valid}
     causes = {o.event_id: json.loads(o.fields["event"]) for items in valid.values() for o in items}
