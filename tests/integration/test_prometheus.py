@@ -65,9 +65,10 @@ def prometheus_scraping_services(tmp_path: Path) -> Iterator[tuple[str, str]]:
     (Prometheus URL, Redis URL)."""
     binary = _binary("prometheus")
     server = EmbeddedRedis(data_dir=tmp_path / "redis", appendonly=False).start()
-    ports = {"gatekeeper": free_port(), "notifier": free_port()}
+    ports = {"gatekeeper": free_port(), "notifier": free_port(), "ingest": free_port()}
     env = {"REHABGATE_HTTP_PORT": str(ports["gatekeeper"]),
-           "REHABGATE_NOTIFIER_HTTP_PORT": str(ports["notifier"])}  # fmt: skip
+           "REHABGATE_NOTIFIER_HTTP_PORT": str(ports["notifier"]),
+           "REHABGATE_INGEST_HTTP_PORT": str(ports["ingest"])}  # fmt: skip
     config = yaml.safe_load(SHIPPED_CONFIG.read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     for job in config["scrape_configs"]:
@@ -75,7 +76,8 @@ def prometheus_scraping_services(tmp_path: Path) -> Iterator[tuple[str, str]]:
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     web = free_port()
     try:
-        with Stack(server.url, None, tmp_path / "logs", {"gatekeeper": env, "notifier": env}):
+        services = {"gatekeeper": env, "notifier": env, "ingest": env}
+        with Stack(server.url, None, tmp_path / "logs", services):
             prometheus = subprocess.Popen(
                 [binary, f"--config.file={tmp_path / 'prometheus.yml'}",
                  f"--storage.tsdb.path={tmp_path / 'tsdb'}",
@@ -91,7 +93,7 @@ def prometheus_scraping_services(tmp_path: Path) -> Iterator[tuple[str, str]]:
         server.stop()
 
 
-def test_a_real_prometheus_scrapes_both_services_and_answers_every_dashboard_query(
+def test_a_real_prometheus_scrapes_the_services_and_answers_every_dashboard_query(
     prometheus_scraping_services: tuple[str, str],
 ) -> None:
     base, redis_url = prometheus_scraping_services
@@ -104,10 +106,10 @@ def test_a_real_prometheus_scrapes_both_services_and_answers_every_dashboard_que
     def targets_up() -> bool:
         reply = httpx.get(f"{base}/api/v1/targets", timeout=30).json()
         active = reply["data"]["activeTargets"]
-        return len(active) == 2 and all(t["health"] == "up" for t in active)
+        return len(active) == 3 and all(t["health"] == "up" for t in active)
 
     wait_for(lambda: (_reachable(base) and targets_up()) or None, timeout=120,
-             what="Prometheus up with both targets")  # fmt: skip
+             what="Prometheus up with all three targets")  # fmt: skip
     decided = wait_for(
         lambda: _query(base, "sum(rehabgate_decisions_total)") or None, what="the decisions"
     )
