@@ -34,6 +34,7 @@ from urllib.parse import parse_qs, urlencode
 import structlog
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -177,17 +178,33 @@ class PhysioWeb:
     async def audit(self, client: str | None, who: Identity) -> ClientAudit:
         if client is None or not CLIENT_ID.match(client):
             raise Refused(400, "query parameter 'client' must be a client id")
+        keys = ClientKeys.of(client, self.partitions)
         try:
-            audit = await read_client(self.redis, ClientKeys.of(client, self.partitions))
+            audit = await read_client(self.redis, keys)
         except UnreadableClient as unreadable:
+            # Odd records are the client's, not a server fault: the page says what
+            # cannot be shown (never a 500), to their own clinic only.
+            if await self._owner(keys) != who.clinic_id:
+                raise Refused(404, NOT_FOUND, "not found") from None
             raise Refused(
-                500, f"client {client}'s records cannot be read: {unreadable.reason}"
+                200,
+                f"client {client}'s records cannot be read: {unreadable.reason}. Nothing "
+                "else can be shown for them; the operators see it in the log "
+                "(client_unreadable) and `rehabgate audit verify`.",
+                "client unreadable",
             ) from None
         if audit.state is None:
             raise Refused(404, NOT_FOUND, "not found")
         if audit.state.clinic_id != who.clinic_id:
             raise Refused(404, NOT_FOUND, "another clinic's client")
         return audit
+
+    async def _owner(self, keys: ClientKeys) -> str | None:
+        try:
+            owner = await self.redis.get(keys.owner)
+        except RedisError:  # a key of the wrong type, too: nobody's we can tell
+            return None
+        return owner.decode() if isinstance(owner, bytes) else None
 
     async def timeline(
         self, client: str | None, who: Identity

@@ -17,6 +17,7 @@ from .chart import StageSpan, chart
 
 PAIN = "NRS 0-10"
 TITLES = {
+    200: "Records cannot be read",
     400: "Bad request",
     403: "Refused",
     404: "Not found",
