@@ -27,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--sso", action="store_true", help="no password: signs in through the SSO proxy only"
     )
     revoke = actions.add_parser("revoke", help="end a physio's access")
-    revoke.add_argument("physio_id")
+    revoke.add_argument("physio_id", help="the id of the physio whose sign-in ends")
     actions.add_parser("list", help="physios and their clinics (never a password)")
 
 

@@ -25,7 +25,7 @@ def test_every_package_directory_is_listed_in_pyproject() -> None:
     for top in ("schemas", "services"):
         for path in (ROOT / top).rglob("*"):
             if (
-                path.suffix in (".py", ".json", ".yaml", ".lua", ".j2")
+                path.suffix in (".py", ".json", ".yaml", ".lua", ".j2", ".html", ".css")
                 and "__pycache__" not in path.parts
             ):
                 relative = path.parent.relative_to(ROOT).as_posix().replace("/", ".")
