@@ -182,7 +182,7 @@ def test_services_listen_on_the_container_interface(compose: dict[str, Any]) -> 
         assert compose["services"][name]["environment"]["REHABGATE_HTTP_HOST"] == "0.0.0.0"  # noqa: S104
 
 
-def test_prometheus_scrapes_both_services_where_they_listen(compose: dict[str, Any]) -> None:
+def test_prometheus_scrapes_every_service_where_it_listens(compose: dict[str, Any]) -> None:
     mounted = compose["services"]["prometheus"]["volumes"][0].split(":")
     assert (ROOT / mounted[0]).resolve() == OPS / "prometheus/prometheus.yml"
     config = yaml.safe_load((OPS / "prometheus/prometheus.yml").read_text())
@@ -192,7 +192,11 @@ def test_prometheus_scrapes_both_services_where_they_listen(compose: dict[str, A
         for group in job["static_configs"]
         for target in group["targets"]
     }
-    ports = {"gatekeeper": "http_port", "notifier": "notifier_http_port"}
+    ports = {
+        "gatekeeper": "http_port",
+        "notifier": "notifier_http_port",
+        "ingest": "ingest_http_port",
+    }
     for service, field in ports.items():
         env = compose["services"][service]["environment"]
         port = env.get(f"REHABGATE_{field.upper()}", Settings.model_fields[field].default)
