@@ -46,6 +46,7 @@ from rehabgate.services.common.consuming import (
 from rehabgate.services.common.http_serving import ServiceAsgi
 from rehabgate.services.common.lifecycle import service_app
 from rehabgate.services.common.logging import configure_logging
+from rehabgate.services.common.memory import LARGE_BATCH_BYTES, release_soon
 from rehabgate.services.common.metrics import GatekeeperMetrics
 from rehabgate.services.common.ops_routes import operations
 from rehabgate.services.common.settings import GatekeeperSettings, settings_or_exit
@@ -114,6 +115,8 @@ def create_app(settings: GatekeeperSettings | None = None) -> ServiceAsgi:
         metrics.handled(report.fates.values(), report.outcomes.values(), reasons.values())
         for entry in entries:
             _log_fate(log, entry.entry_id, report, reasons.get(entry.entry_id), reclaimed)
+        if sum(len(v) for e in entries for v in e.fields.values()) > LARGE_BATCH_BYTES:
+            release_soon()  # a huge (refused) entry: give its memory back to the system
         return {i for i, fate in report.fates.items() if fate == "deferred"}
 
     async def handle(

@@ -369,10 +369,15 @@ def test_the_gatekeeper_stays_small_after_20_mb_entries(tmp_path: Path) -> None:
 
         wait_for(all_handled, timeout=180, what="the huge entries' dead letters and the enrolment")
         pid = stack.processes["gatekeeper"].pid
-        status = Path(f"/proc/{pid}/status").read_text()
-        rss_kb = int(next(line.split()[1] for line in status.splitlines()
-                          if line.startswith("VmRSS")))  # fmt: skip
-        assert rss_kb < 150 * 1024, f"gatekeeper RSS {rss_kb / 1024:.0f} MB"
+
+        def rss_mb() -> float:
+            status = Path(f"/proc/{pid}/status").read_text()
+            return int(next(line.split()[1] for line in status.splitlines()
+                            if line.startswith("VmRSS"))) / 1024  # fmt: skip
+
+        # The memory a huge entry took is given back once its batch is done
+        # (common/memory.py): what stays is what must stay under the limit.
+        wait_for(lambda: rss_mb() < 150, what="the gatekeeper's RSS under 150 MB")
         for _, fields in r.xrange(INBOUND_DEAD_LETTER):
             assert len(fields[b"raw"]) <= 65_536
         r.close()
