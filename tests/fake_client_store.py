@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from rehabgate.schemas.outbound import ProgressionEvaluated
@@ -22,9 +23,10 @@ from rehabgate.services.gatekeeper.client_store import (
     RecordedHistory,
     Snapshot,
     StepFailed,
+    checkpoints_kept,
     history_of,
 )
-from rehabgate.services.gatekeeper.domain.history import ClientState
+from rehabgate.services.gatekeeper.domain.history import ClientState, day_number
 
 
 @dataclass
@@ -36,6 +38,11 @@ class StoredClient:
     digests: dict[str, str] = field(default_factory=dict)
     entries: list[dict[str, Any]] = field(default_factory=list)
     contact: str | None = None
+    #: Day number -> (index of the first entry after it, state JSON before it).
+    checkpoints: dict[int, tuple[int, str]] = field(default_factory=dict)
+    #: How many histories were read, and how many entries they read in all.
+    history_reads: int = 0
+    entries_read: int = 0
 
 
 @dataclass
@@ -80,16 +87,34 @@ class InMemoryClientStore:
         if c.version != commit.expected_version or c.head != commit.previous_hash:
             return "conflict"
         # stored as the adapter stores it: JSON, without the in-memory event log
+        before = c.state.model_dump_json() if c.state is not None else None
         state = ClientState.model_validate_json(commit.state.model_dump_json())
         c.state, c.version, c.head = state, c.version + 1, commit.audit_hash
         c.digests[commit.event_id] = commit.digest
         c.owner = c.owner or commit.clinic_id
         c.entries.append(json.loads(commit.audit_entry))
+        if commit.stale_after is not None:
+            c.checkpoints = {d: v for d, v in c.checkpoints.items() if d <= commit.stale_after}
+        if commit.checkpoint is not None and before is not None:
+            c.checkpoints[commit.checkpoint] = (len(c.entries) - 1, before)
+            kept = checkpoints_kept(c.checkpoints, commit.checkpoint)
+            c.checkpoints = {d: v for d, v in c.checkpoints.items() if d in kept}
         self.evaluated += [ProgressionEvaluated.model_validate_json(d) for d in commit.decisions]
         return "applied"
 
-    async def load_history(self, client_id: str) -> RecordedHistory:
-        return history_of(self._client(client_id).entries)
+    async def load_history(
+        self, client_id: str, before: datetime | None = None
+    ) -> RecordedHistory:
+        c = self._client(client_id)
+        usable = [d for d in c.checkpoints if before is not None and d <= day_number(before)]
+        position, base = 0, None
+        if usable:
+            position, state = c.checkpoints[max(usable)]
+            base = ClientState.model_validate_json(state)
+        c.history_reads += 1
+        c.entries_read += len(c.entries) - position
+        history = history_of(c.entries[position:])
+        return RecordedHistory(history.events, history.decisions, base)
 
     async def store_contact(
         self, client_id: str, clinic_id: str, event_id: str, contact_json: str, digest: str

@@ -146,7 +146,8 @@ async def _erase_partition(
 ) -> None:
     p, client_id = keys.partition, keys.client_id
     outbox = Outbox(redis, p)
-    own = [keys.state, keys.processed, keys.digests, keys.audit, keys.contact, keys.owner]
+    own = [keys.state, keys.processed, keys.digests, keys.audit, keys.contact, keys.owner,
+           keys.checkpoints]  # fmt: skip
     async with redis.pipeline(transaction=True) as pipe:
         await pipe.watch(*own, erasures_head_key(p))
         raw_state, version, head = cast(
@@ -277,6 +278,7 @@ def _kind(key: str, keys: ClientKeys) -> str:
         keys.audit: "audit_trail",
         keys.contact: "contact_details",
         keys.owner: "owner",
+        keys.checkpoints: "checkpoints",
     }[key]
 
 

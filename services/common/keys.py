@@ -43,6 +43,12 @@ class ClientKeys:
         return f"{self._base}:audit"
 
     @property
+    def checkpoints(self) -> str:
+        """Hash: day number -> the client's state before that day, with the audit
+        position from which later events are found (late events replay from it)."""
+        return f"{self._base}:checkpoints"
+
+    @property
     def contact(self) -> str:
         """Contact details, kept apart from health data so they can be erased alone."""
         return f"{self._base}:contact"

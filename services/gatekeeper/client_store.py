@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from rehabgate.schemas.inbound import INBOUND_ADAPTER, ClientContactUpdated, ClientEnrolled
@@ -30,8 +31,14 @@ __all__ = [
     "Snapshot",
     "StepFailed",
     "chain",
+    "checkpoints_kept",
     "history_of",
 ]
+
+#: Checkpoints kept (see `checkpoints_kept`): one per day for this many days before
+#: the newest, then the first of each week, back this many days.
+DAILY_CHECKPOINT_DAYS = 7
+WEEKLY_CHECKPOINT_DAYS = 91
 
 #: 'foreign': the client belongs to another clinic (checked atomically, in the step);
 #: 'reused': the event id was applied before with other content.
@@ -56,8 +63,6 @@ class Snapshot:
     #: The decisions on record by cause event id, where known (loaded with the
     #: full log for a late event, and kept for this batch's own decisions).
     recorded: dict[str, ProgressionEvaluated] = field(default_factory=dict)
-    #: Whether `state.log` and `recorded` hold the client's whole history yet.
-    history_loaded: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,13 @@ class Commit:
     digest: str
     #: Extra field/value pairs of the decision's stream entry (its trace context).
     decision_fields: tuple[str, ...] = ()
+    #: The day number this event opens (ClientState.opens_day): the state before it
+    #: is kept as that day's checkpoint, with the position of this event's audit
+    #: entry (every event of that day or later is at or after it).
+    checkpoint: int | None = None
+    #: A late event's day number: checkpoints of later days no longer hold (they
+    #: lack this event) and are dropped.
+    stale_after: int | None = None
 
 
 @dataclass(frozen=True)
@@ -99,10 +111,31 @@ class DeadLetter:
 class RecordedHistory:
     """What a client's audit trail says happened: every applied progress event, once,
     in audit order, and the decision on record for each (a correction replaces the
-    decision it supersedes)."""
+    decision it supersedes). With a checkpoint (`base`), only what was applied after
+    it: `base` holds the rest."""
 
     events: tuple[ProgressEvent, ...]
     decisions: Mapping[str, ProgressionEvaluated]
+    base: ClientState | None = None
+
+
+def checkpoints_kept(days: Iterable[int], newest: int) -> set[int]:
+    """Which checkpoint days to keep once `newest` has one: every day of the last
+    DAILY_CHECKPOINT_DAYS, then the earliest of each week (day number // 7) back to
+    WEEKLY_CHECKPOINT_DAYS. So a client keeps about 20, whatever their history's
+    length, and a late event replays at most a week more than its own span. The
+    commit step (commit_step.lua) applies the same rule."""
+    days = set(days)
+    first_of_week: dict[int, int] = {}
+    for day in days:
+        week = day // 7
+        first_of_week[week] = min(day, first_of_week.get(week, day))
+    return {
+        day
+        for day in days
+        if day >= newest - DAILY_CHECKPOINT_DAYS
+        or (day >= newest - WEEKLY_CHECKPOINT_DAYS and first_of_week[day // 7] == day)
+    }
 
 
 class StepFailed(Exception):
@@ -140,8 +173,12 @@ class ClientStore(Protocol):
         """Each commit atomically, in order; one result each."""
         ...
 
-    async def load_history(self, client_id: str) -> RecordedHistory:
-        """Every event applied to the client and the decisions on record."""
+    async def load_history(
+        self, client_id: str, before: datetime | None = None
+    ) -> RecordedHistory:
+        """The events applied to the client and the decisions on record: from the
+        newest checkpoint of a day no later than `before`'s (a late event's time), or
+        all of them (no such checkpoint, or `before` is None)."""
         ...
 
     async def store_contact(

@@ -36,6 +36,7 @@ from rehabgate.schemas.streams import EVENT_FIELD
 
 from .client_store import ClientStore, Commit, DeadLetter, Snapshot, StepFailed, chain
 from .domain import Decision, Protocol, Rejected, decide, enroll
+from .domain.history import day_number
 from .intake import Limits, content_digest, event_ids, read_entry, refused
 from .tenancy import (
     SHARED,
@@ -224,22 +225,19 @@ async def _round(
             snap.digests[event_id] = digest
             snap.owner = snap.owner or event.clinic_id
             continue
-        if (
-            snap.state is not None
-            and not isinstance(event, ClientEnrolled)
-            and snap.state.is_late(event)
-            and not snap.history_loaded
-        ):
-            # Rare: an event older than the newest applied one. Deciding it needs the
-            # whole history and the decisions on record: what is committed, plus this
-            # batch's events so far (read once per batch).
-            history = await store.load_history(event.client_id)
-            snap.history_loaded = True
-            snap.state = snap.state.model_copy(update={"log": (*history.events, *snap.state.log)})
-            snap.recorded = {**history.decisions, **snap.recorded}
+        late = False
+        if snap.state is not None and not isinstance(event, ClientEnrolled):
+            late = snap.state.is_late(event)
+            if late and not snap.state.can_replay(event):
+                # Rare: an event older than the newest applied one. Deciding it needs
+                # the history since a checkpoint before it and the decisions on
+                # record: what is committed, plus this batch's events so far (read
+                # once per batch, unless a later entry is older than that checkpoint).
+                # (Outside the try: a Redis failure here leaves the batch pending.)
+                await _load_history(store, snap, event)
         try:
             decision = _decide(snap, event, protocols)
-            commit = _commit_for(snap, event, event_id, digest, decision, entry.trace)
+            commit = _commit_for(snap, event, event_id, digest, decision, entry.trace, late)
         except NotEnrolledYet as refusal:
             # With several gatekeepers, a client's first session can be read before
             # its enrolment is applied: wait for it (bounded by max deliveries).
@@ -293,6 +291,19 @@ async def _round(
     return retry
 
 
+async def _load_history(store: ClientStore, snap: Snapshot, event: InboundEvent) -> None:
+    """Give `snap.state` the log a late `event` replays: the committed events since
+    the newest checkpoint before it, plus those this batch applied so far."""
+    assert snap.state is not None
+    history = await store.load_history(event.client_id, event.occurred_at)
+    committed = {e.event_id for e in history.events}
+    batch = tuple(e for e in snap.state.log if e.event_id not in committed)
+    snap.state = snap.state.model_copy(
+        update={"log": (*history.events, *batch), "base": history.base}
+    )
+    snap.recorded = {**history.decisions, **snap.recorded}
+
+
 def _decide(snap: Snapshot, event: InboundEvent, protocols: Mapping[str, Protocol]) -> Decision:
     if isinstance(event, ClientEnrolled):
         protocol = protocols.get(event.protocol)
@@ -316,6 +327,7 @@ def _commit_for(
     digest: str,
     decision: Decision,
     trace: Mapping[str, str],
+    late: bool,
 ) -> Commit:
     evaluation = decision.evaluation
     decision_json = evaluation.model_dump_json() if evaluation else None
@@ -343,4 +355,14 @@ def _commit_for(
         digest=digest,
         clinic_id=event.clinic_id,
         decision_fields=tuple(item for pair in trace.items() for item in pair),
+        checkpoint=(
+            snap.state.opens_day(event)
+            if snap.state is not None and not late and not isinstance(event, _UNLOGGED)
+            else None
+        ),
+        stale_after=day_number(event.occurred_at) if late else None,
     )
+
+
+#: Events that are not in a client's log (so open no day).
+_UNLOGGED = (ClientEnrolled, ClientContactUpdated)

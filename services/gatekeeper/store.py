@@ -13,6 +13,7 @@ import asyncio
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -42,7 +43,7 @@ from .client_store import (
     chain,
     history_of,
 )
-from .domain.history import ClientState, ProgressEvent
+from .domain.history import ClientState, ProgressEvent, day_number
 
 __all__ = [
     "GENESIS",
@@ -147,6 +148,7 @@ class RedisClientStore:
                     c.keys.evaluated,
                     c.keys.owner,
                     c.keys.digests,
+                    c.keys.checkpoints,
                 ],
                 [
                     c.event_id,
@@ -157,6 +159,8 @@ class RedisClientStore:
                     c.audit_hash,
                     c.clinic_id,
                     c.digest,
+                    "" if c.checkpoint is None else c.checkpoint,
+                    "" if c.stale_after is None else c.stale_after,
                     len(c.decisions),
                     *c.decisions,
                     *c.decision_fields,
@@ -234,14 +238,32 @@ class RedisClientStore:
                 replies[i] = await script(keys=keys, args=args, client=cluster)
         return replies
 
-    async def load_history(self, client_id: str) -> RecordedHistory:
-        """Every progress event applied to a client and the decisions on record, for
-        deciding a late arrival."""
+    async def load_history(
+        self, client_id: str, before: datetime | None = None
+    ) -> RecordedHistory:
+        """The progress events applied to a client and the decisions on record, for
+        deciding a late arrival at `before`: from the newest checkpoint of a day no
+        later than its day (the audit entries from the checkpoint's position on), or
+        the whole audit trail when there is none."""
+        keys = self.keys(client_id)
+        base, position = None, b"-"
+        if before is not None:
+            days = [int(d) for d in cast(list[bytes], await self.redis.hkeys(keys.checkpoints))]
+            usable = [d for d in days if d <= day_number(before)]
+            if usable:
+                raw = cast(bytes | None, await self.redis.hget(keys.checkpoints, str(max(usable))))
+                if raw is not None:  # (None: dropped meanwhile; read it all)
+                    at, _, state = raw.partition(b" ")
+                    with suppress(ValidationError):  # (unreadable: read it all instead)
+                        base, position = ClientState.model_validate_json(state), at
         entries = cast(
             list[tuple[bytes, dict[bytes, bytes]]],
-            await self.redis.xrange(self.keys(client_id).audit),
+            await self.redis.xrange(keys.audit, min=position),
         )
-        return history_in_audit(fields for _, fields in entries)
+        history = history_in_audit(fields for _, fields in entries)
+        if base is None:
+            return history
+        return RecordedHistory(history.events, history.decisions, base)
 
     async def store_contact(
         self, client_id: str, clinic_id: str, event_id: str, contact_json: str, digest: str

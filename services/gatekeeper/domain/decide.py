@@ -168,13 +168,24 @@ def _late(
     event: ProgressEvent,
     recorded: Mapping[str, ProgressionEvaluated],
 ) -> Decision:
-    if not state.has_full_log():
+    if not state.can_replay(event):
         raise IncompleteHistory(
-            f"late event needs all {state.applied} logged events, got {len(state.log)}"
+            f"late event needs the {state.applied} applied events, from a checkpoint "
+            f"before it or from the enrolment; got {len(state.log)}"
         )
     key = event_order(event)
-    earlier = [e for e in state.log if event_order(e) < key]
-    own = decide(protocol, replay(protocol, state.enrolment, earlier)[-1].state, event)
+    earlier = sorted((e for e in state.log if event_order(e) < key), key=event_order)
+    start = (
+        state.base.model_copy(update={"log": ()})
+        if state.base is not None
+        else replay(protocol, state.enrolment, ())[-1].state
+    )
+    for prior in earlier:
+        try:
+            start = decide(protocol, start, prior).state
+        except Rejected:
+            continue
+    own = decide(protocol, start, event)
     current = own.state
     late = f"late {event.event_type} from {_when(event)}"
     corrections = []
@@ -193,6 +204,9 @@ def _late(
         evaluation = evaluation.model_copy(
             update={"summary": f"{late}, decided at its time: {evaluation.summary}"}
         )
+    # The log now runs from the same checkpoint, so a later late event of the same
+    # batch can replay from it too.
+    current = current.model_copy(update={"base": state.base})
     group = _what_the_client_hears(protocol, state, current, evaluation, corrections)
     if evaluation is None:
         return Decision(current, None, tuple(group))

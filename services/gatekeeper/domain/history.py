@@ -4,13 +4,15 @@ The state holds the records criteria read (sessions, check-ins, approvals, and
 the stage each session was logged at), pruned to what any criterion can still
 look at, so a step costs the same on day 300 as on day 3. The full event `log`
 is needed only to replay a history (a late event, a protocol replay); it is not
-part of the stored state: the caller supplies it, complete, when an event is late
-(the audit trail holds every applied event).
+part of the stored state: the caller supplies it when an event is late (the audit
+trail holds every applied event), either complete or from a checkpoint (`base`: the
+state as it was before some day, so the replay's cost grows with the span between
+the late event and now, not with the whole history).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -33,8 +35,19 @@ LoggedEvent = Annotated[ProgressEvent, Field(discriminator="event_type")]
 RECORD_HORIZON = timedelta(days=56)
 
 
+#: Day numbers count from this date (intake refuses anything earlier).
+DAY_ZERO = date(2000, 1, 1)
+
+
 class IncompleteHistory(Exception):
-    """A late event needs the client's full log, and the caller did not supply it."""
+    """A late event needs the client's full log (or a checkpoint before it and the
+    log since), and the caller did not supply it."""
+
+
+def day_number(at: datetime) -> int:
+    """The UTC day `at` falls on, as a number (days since DAY_ZERO): checkpoints are
+    keyed by it."""
+    return (at.astimezone(UTC).date() - DAY_ZERO).days
 
 
 def event_order(event: ClientEnrolled | ProgressEvent) -> tuple[datetime, str]:
@@ -155,6 +168,9 @@ class ClientState(Record):
     newest: tuple[AwareDatetime, str] | None = None
     applied: int = 0
     log: tuple[LoggedEvent, ...] = Field(default=(), exclude=True)
+    #: Where `log` starts: a checkpoint (the state as it was before a day began; every
+    #: applied event not in `log` is in it), or None: `log` starts at the enrolment.
+    base: ClientState | None = Field(default=None, exclude=True)
     sessions: tuple[SessionRecord, ...] = ()
     checkins: tuple[CheckinRecord, ...] = ()
     approvals: tuple[ApprovalRecord, ...] = ()
@@ -184,7 +200,27 @@ class ClientState(Record):
         return self.newest is not None and event_order(event) < self.newest
 
     def has_full_log(self) -> bool:
-        return len(self.log) == self.applied
+        """Whether `log` holds every applied event since `base` (or the enrolment)."""
+        return len(self.log) == self.applied - (self.base.applied if self.base else 0)
+
+    def can_replay(self, event: ProgressEvent) -> bool:
+        """Whether `base` and `log` are enough to decide `event` at its own time:
+        everything applied is in one or the other, and `base` holds only what came
+        before `event`."""
+        if not self.has_full_log():
+            return False
+        return (
+            self.base is None or self.base.newest is None or self.base.newest < event_order(event)
+        )
+
+    def opens_day(self, event: ProgressEvent) -> int | None:
+        """The day number `event` opens, when it is the first applied on or after its
+        day (nothing later was applied yet): the state before it is then that day's
+        checkpoint. None otherwise."""
+        day = day_number(event.occurred_at)
+        if self.newest is None or day_number(self.newest[0]) < day:
+            return day
+        return None
 
     def knows(self, event: ProgressEvent) -> bool:
         """Whether the event is in the log held in memory (the service's processed
