@@ -22,6 +22,7 @@ from rehabgate.schemas.inbound import (
 )
 from rehabgate.schemas.outbound import CriterionResult, Outcome, ProgressionEvaluated
 
+from .criteria.prescribed import shortfalls
 from .errors import Rejected
 from .history import (
     ApprovalRecord,
@@ -309,7 +310,10 @@ def _apply(protocol: Protocol, state: ClientState, event: ProgressEvent) -> Deci
     if isinstance(event, ClinicianAction):
         return _clinician(protocol, state, event)
     if isinstance(event, SessionLogged):
-        state = state.with_session(SessionRecord.of(event, state.stage_id))
+        record = SessionRecord.of(event, state.stage_id)
+        prescription = _stage(protocol, state).prescription
+        record = record.settled(tuple(shortfalls(record, prescription)))
+        state = state.with_session(record)
         trigger_kind = "session"
     else:
         state = state.with_checkin(CheckinRecord.of(event))

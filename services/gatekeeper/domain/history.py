@@ -34,6 +34,12 @@ LoggedEvent = Annotated[ProgressEvent, Field(discriminator="event_type")]
 #: outside the current stage are dropped from the state; replays rebuild them.
 RECORD_HORIZON = timedelta(days=56)
 
+#: Sessions whose logged sets the state keeps: the newest this many of the current
+#: stage that are not deloads (and any deloads among them). The most any criterion
+#: reads the sets of is reps_over_target's `count` (at most 10); every other reading
+#: of the sets is worked out when the session is logged (SessionRecord.short).
+EXERCISES_KEPT = 10
+
 
 #: Day numbers count from this date (intake refuses anything earlier).
 DAY_ZERO = date(2000, 1, 1)
@@ -89,6 +95,11 @@ class SessionRecord(Record):
     #: phase the client said the session ran, if any.
     exercises: tuple[ExerciseRecord, ...] = ()
     phase: str | None = None
+    #: What the logged sets were short of the stage's prescription, in plain words
+    #: (prescribed.shortfalls), worked out when the session is logged: so the sets
+    #: themselves need not be kept past the last few sessions (EXERCISES_KEPT).
+    #: None: not worked out (records stored before it was kept); read the sets.
+    short: tuple[str, ...] | None = None
 
     @classmethod
     def of(cls, event: SessionLogged, stage_id: str) -> SessionRecord:
@@ -123,6 +134,19 @@ class SessionRecord(Record):
                 for e in event.exercises
             ),
             phase=event.phase,
+        )
+
+    def settled(self, short: tuple[str, ...]) -> SessionRecord:
+        """The record as the state keeps it: with its shortfalls against the stage's
+        prescription, and of each exercise only its last set (the only set any
+        criterion reads once the shortfalls are known: reps_over_target)."""
+        return self.model_copy(
+            update={
+                "short": short,
+                "exercises": tuple(
+                    e.model_copy(update={"sets": e.sets[-1:]}) for e in self.exercises
+                ),
+            }
         )
 
 
@@ -238,9 +262,32 @@ class ClientState(Record):
                 "log": (*self.log, event),
                 "newest": newest,
                 "applied": self.applied + 1,
-                "sessions": tuple(s for s in self.sessions if s.occurred_at >= keep_since),
+                "sessions": self._sets_trimmed(
+                    [s for s in self.sessions if s.occurred_at >= keep_since]
+                ),
                 "checkins": tuple(c for c in self.checkins if c.occurred_at >= keep_since),
             }
+        )
+
+    def _sets_trimmed(self, sessions: list[SessionRecord]) -> tuple[SessionRecord, ...]:
+        """`sessions` with the logged sets dropped from all but the newest
+        EXERCISES_KEPT non-deload sessions of the current stage (whose shortfalls
+        were worked out when they were logged): the state stays small however
+        long a stage lasts."""
+        kept, counted = set(), 0
+        for i in range(len(sessions) - 1, -1, -1):
+            s = sessions[i]
+            if s.stage_id != self.stage_id or s.occurred_at < self.stage_entered_at:
+                continue
+            if counted == EXERCISES_KEPT:
+                break
+            kept.add(i)
+            counted += not s.deload
+        return tuple(
+            s
+            if i in kept or not s.exercises or s.short is None
+            else s.model_copy(update={"exercises": ()})
+            for i, s in enumerate(sessions)
         )
 
     def with_session(self, record: SessionRecord) -> ClientState:

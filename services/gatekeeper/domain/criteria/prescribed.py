@@ -17,8 +17,15 @@ from .base import num
 
 def shortfalls(session: SessionRecord, prescription: Prescription | None) -> list[str]:
     """Plain-word discrepancies between the logged sets and the prescription ([] when
-    none, or when the session logged no sets: then its `completed` answer stands)."""
-    if prescription is None or not session.exercises:
+    none, or when the session logged no sets: then its `completed` answer stands).
+
+    `prescription` is the stage's the session was logged at (criteria read only the
+    current stage's sessions), so what was worked out when it was logged stands."""
+    if prescription is None:
+        return []
+    if session.short is not None:
+        return list(session.short)
+    if not session.exercises:
         return []
     logged = {e.exercise_id: e for e in session.exercises}
     together = all(p.frequency.strip().lower() == "daily" for p in prescription.exercises)
