@@ -89,7 +89,7 @@ def _rules(clinics: Iterable[str], connect: str, ingest_only: bool = False) -> d
     }
     users[INGEST] = _ingest_rule(base, ordered)
     users[GATEKEEPER] = (
-        f"{base} +ping {_CONSUME} {_SCRIPTS} +xrange +hget +hmget +hset +hdel +hgetall "
+        f"{base} +ping {_CONSUME} {_SCRIPTS} +xrange +hget +hmget +hset +hdel +hgetall +hkeys "
         "+smismember +sismember +sadd +get +set +scan +multi +exec "
         f"~{INBOUND} ~{INBOUND}:* ~{_P}:client:* ~{_P}:evaluated %W~{SECURITY_EVENTS} "
         f"~{heartbeat_key(GATEKEEPER)} ~{started_key(GATEKEEPER)} "
