@@ -26,7 +26,12 @@ from rehabgate.services.gatekeeper.client_store import (
     checkpoints_kept,
     history_of,
 )
-from rehabgate.services.gatekeeper.domain.history import ClientState, day_number
+from rehabgate.services.gatekeeper.domain.history import (
+    ClientState,
+    day_number,
+    decode_state,
+    encode_state,
+)
 
 
 @dataclass
@@ -39,7 +44,7 @@ class StoredClient:
     entries: list[dict[str, Any]] = field(default_factory=list)
     contact: str | None = None
     #: Day number -> (index of the first entry after it, state JSON before it).
-    checkpoints: dict[int, tuple[int, str]] = field(default_factory=dict)
+    checkpoints: dict[int, tuple[int, bytes]] = field(default_factory=dict)
     #: How many histories were read, and how many entries they read in all.
     history_reads: int = 0
     entries_read: int = 0
@@ -87,8 +92,8 @@ class InMemoryClientStore:
         if c.version != commit.expected_version or c.head != commit.previous_hash:
             return "conflict"
         # stored as the adapter stores it: JSON, without the in-memory event log
-        before = c.state.model_dump_json() if c.state is not None else None
-        state = ClientState.model_validate_json(commit.state.model_dump_json())
+        before = encode_state(c.state) if c.state is not None else None
+        state = decode_state(encode_state(commit.state))
         c.state, c.version, c.head = state, c.version + 1, commit.audit_hash
         c.digests[commit.event_id] = commit.digest
         c.owner = c.owner or commit.clinic_id
@@ -110,7 +115,7 @@ class InMemoryClientStore:
         position, base = 0, None
         if usable:
             position, state = c.checkpoints[max(usable)]
-            base = ClientState.model_validate_json(state)
+            base = decode_state(state)
         c.history_reads += 1
         c.entries_read += len(c.entries) - position
         history = history_of(c.entries[position:])

@@ -8,7 +8,7 @@ from typing import cast
 from rehabgate.services.common.connections import sync_client
 from rehabgate.services.common.keys import ClientKeys
 from rehabgate.services.common.settings import Settings
-from rehabgate.services.gatekeeper.domain import ClientState
+from rehabgate.services.gatekeeper.domain.history import UnreadableState, decode_state
 from rehabgate.services.gatekeeper.protocol_files import load_protocols
 from rehabgate.services.gatekeeper.store import events_in_audit
 
@@ -25,7 +25,12 @@ def replay_stored(url: str, settings: Settings, client_id: str, other_ref: str) 
     client.close()
     if raw is None:
         raise CliError(f"rehabgate replay: no client {client_id}")
-    state = ClientState.model_validate_json(raw)
+    try:
+        state = decode_state(raw)
+    except UnreadableState:
+        raise CliError(
+            f"rehabgate replay: the stored state of {client_id} cannot be read"
+        ) from None
     if other_ref not in protocols or state.protocol not in protocols:
         missing = other_ref if other_ref not in protocols else state.protocol
         raise CliError(

@@ -26,6 +26,7 @@ from importlib.metadata import version
 from typing import Literal
 
 import structlog
+from msgspec.structs import replace
 
 from rehabgate.schemas.inbound import (
     ClientContactUpdated,
@@ -298,9 +299,7 @@ async def _load_history(store: ClientStore, snap: Snapshot, event: InboundEvent)
     history = await store.load_history(event.client_id, event.occurred_at)
     committed = {e.event_id for e in history.events}
     batch = tuple(e for e in snap.state.log if e.event_id not in committed)
-    snap.state = snap.state.model_copy(
-        update={"log": (*history.events, *batch), "base": history.base}
-    )
+    snap.state = replace(snap.state, log=(*history.events, *batch), base=history.base)
     snap.recorded = {**history.decisions, **snap.recorded}
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import hiredis
-from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
@@ -43,7 +42,13 @@ from .client_store import (
     chain,
     history_of,
 )
-from .domain.history import ClientState, ProgressEvent, day_number
+from .domain.history import (
+    ProgressEvent,
+    UnreadableState,
+    day_number,
+    decode_state,
+    encode_state,
+)
 
 __all__ = [
     "GENESIS",
@@ -118,8 +123,8 @@ class RedisClientStore:
                 state, unreadable = None, None
                 if raw_state:
                     try:
-                        state = ClientState.model_validate_json(raw_state)
-                    except ValidationError:
+                        state = decode_state(raw_state)
+                    except UnreadableState:
                         unreadable = "the client's stored state cannot be read"
                 snapshots[keys.client_id] = Snapshot(
                     keys=keys,
@@ -154,7 +159,7 @@ class RedisClientStore:
                     c.event_id,
                     c.expected_version,
                     c.previous_hash,
-                    c.state.model_dump_json(),
+                    encode_state(c.state),
                     encode_entry(c.audit_entry),
                     c.audit_hash,
                     c.clinic_id,
@@ -254,8 +259,8 @@ class RedisClientStore:
                 raw = cast(bytes | None, await self.redis.hget(keys.checkpoints, str(max(usable))))
                 if raw is not None:  # (None: dropped meanwhile; read it all)
                     at, _, state = raw.partition(b" ")
-                    with suppress(ValidationError):  # (unreadable: read it all instead)
-                        base, position = ClientState.model_validate_json(state), at
+                    with suppress(UnreadableState):  # (unreadable: read it all instead)
+                        base, position = decode_state(state), at
         entries = cast(
             list[tuple[bytes, dict[bytes, bytes]]],
             await self.redis.xrange(keys.audit, min=position),

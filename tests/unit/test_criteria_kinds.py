@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
 from rehabgate.services.gatekeeper.domain.criteria import (
     AdherenceAtLeast,
@@ -111,9 +112,9 @@ def test_weekly_volume_change(
 
 def test_deload_sessions_do_not_count_as_volume() -> None:
     state = weekly([100], [100])
-    state = state.model_copy(update={"sessions": (
+    state = replace(state, sessions=(
         *state.sessions, a_session_record(occurred_at=at(days=12, hours=18), volume=500, deload=True)
-    )})  # fmt: skip
+    ))  # fmt: skip
     rule = VolumeChangeAtMost(id="v", source=SRC, max_percent=10)
     assert rule.evaluate(state, at(days=13, hours=20)).observed == 0.0
 

@@ -15,6 +15,7 @@ from rehabgate.schemas.inbound import ClientEnrolled
 from rehabgate.schemas.outbound import ProgressionEvaluated
 from rehabgate.services.gatekeeper.domain import ClientState, Rejected, decide, enroll
 from rehabgate.services.gatekeeper.domain.decide import DECISION_NAMESPACE, ProgressEvent
+from rehabgate.services.gatekeeper.domain.history import encode_state
 from rehabgate.services.gatekeeper.protocol_files import load_protocols
 from tests.unit.builders import (
     CLINICIAN,
@@ -507,7 +508,7 @@ def test_deciding_the_same_history_twice_gives_identical_decisions():
     assert [e.model_dump() if e else None for e in first] == [
         e.model_dump() if e else None for e in second
     ]
-    assert first_state.model_dump() == second_state.model_dump()
+    assert encode_state(first_state) == encode_state(second_state)
     assert set(outcomes(first)) == {"unlocked", "held", "flagged", "regressed"}
 
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pydantic import ValidationError
 from redis.exceptions import ResponseError
 
 from rehabgate.schemas.streams import PREFIX
 from rehabgate.services.common.connections import RedisClient
 from rehabgate.services.common.keys import ClientKeys
-from rehabgate.services.gatekeeper.domain.history import ClientState
+from rehabgate.services.gatekeeper.domain.history import (
+    ClientState,
+    UnreadableState,
+    decode_state,
+)
 
 from .codec import decode_entry
 from .verify import Head, StoredEntry
@@ -67,8 +70,8 @@ async def read_client(redis: RedisClient, keys: ClientKeys) -> ClientAudit:
             raise
         raise UnreadableClient(keys.client_id, "a key of the wrong type") from None
     try:
-        state = ClientState.model_validate_json(raw_state) if raw_state else None
-    except ValidationError:
+        state = decode_state(raw_state) if raw_state else None
+    except UnreadableState:
         raise UnreadableClient(keys.client_id, "a state that does not validate") from None
     entries = tuple(
         StoredEntry(

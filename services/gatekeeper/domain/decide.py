@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from uuid import UUID, uuid5
 
+from msgspec.structs import replace
+
 from rehabgate.schemas.inbound import (
     CheckinLogged,
     ClientDischarged,
@@ -177,7 +179,7 @@ def _late(
     key = event_order(event)
     earlier = sorted((e for e in state.log if event_order(e) < key), key=event_order)
     start = (
-        state.base.model_copy(update={"log": ()})
+        replace(state.base, log=())
         if state.base is not None
         else replay(protocol, state.enrolment, ())[-1].state
     )
@@ -207,7 +209,7 @@ def _late(
         )
     # The log now runs from the same checkpoint, so a later late event of the same
     # batch can replay from it too.
-    current = current.model_copy(update={"base": state.base})
+    current = replace(current, base=state.base)
     group = _what_the_client_hears(protocol, state, current, evaluation, corrections)
     if evaluation is None:
         return Decision(current, None, tuple(group))
@@ -306,7 +308,7 @@ def _apply(protocol: Protocol, state: ClientState, event: ProgressEvent) -> Deci
     if state.status in ("completed", "discharged"):
         raise Rejected(f"client is {state.status}; no further progression events apply")
     if isinstance(event, ClientDischarged):
-        return Decision(state.model_copy(update={"status": "discharged"}), None)
+        return Decision(replace(state, status="discharged"), None)
     if isinstance(event, ClinicianAction):
         return _clinician(protocol, state, event)
     if isinstance(event, SessionLogged):
@@ -339,7 +341,7 @@ def _by_rules(
     results = (*safety, *(r for _, r in step_back), *exits)
 
     if any(r.status == "failed" for r in safety):
-        flagged = state.model_copy(update={"status": "flagged"})
+        flagged = replace(state, status="flagged")
         return Decision(
             flagged,
             _evaluated(
@@ -435,7 +437,7 @@ def _advance(
 ) -> Decision:
     index = protocol.stage_index(state.stage_id)
     if index + 1 == len(protocol.stages):
-        done = state.model_copy(update={"status": "completed"})
+        done = replace(state, status="completed")
         return Decision(
             done,
             _evaluated(
@@ -474,25 +476,24 @@ def _clinician(protocol: Protocol, state: ClientState, action: ClinicianAction) 
         # What the approval releases: it counts (where the protocol says so) only if
         # every other exit criterion had passed when it was given.
         others = [r for r in exits if r.kind != "clinician_approval"]
-        approved = state.model_copy(
-            update={
-                "status": "active",
-                "approvals": (
-                    *state.approvals,
-                    ApprovalRecord(
-                        stage_id=state.stage_id,
-                        occurred_at=action.occurred_at,
-                        clinician_id=action.clinician_id,
-                        others_passed=all(r.status == "passed" for r in others),
-                        others_pending=tuple(r.id for r in others if r.status != "passed"),
-                    ),
+        approved = replace(
+            state,
+            status="active",
+            approvals=(
+                *state.approvals,
+                ApprovalRecord(
+                    stage_id=state.stage_id,
+                    occurred_at=action.occurred_at,
+                    clinician_id=action.clinician_id,
+                    others_passed=all(r.status == "passed" for r in others),
+                    others_pending=tuple(r.id for r in others if r.status != "passed"),
                 ),
-            }
+            ),
         )
         exits = _exit_results(stage, approved, action.occurred_at)
         return _gate(protocol, approved, action, exits, exits, action)
     if action.action == "hold":
-        held = state.model_copy(update={"status": "on_hold"})
+        held = replace(state, status="on_hold")
         return Decision(
             held,
             _evaluated(
@@ -500,7 +501,7 @@ def _clinician(protocol: Protocol, state: ClientState, action: ClinicianAction) 
             ),
         )
     if action.action == "advance_override":
-        active = state.model_copy(update={"status": "active"})
+        active = replace(state, status="active")
         if action.target_stage is not None:
             return _override_to(protocol, active, action, exits, action.target_stage)
         return _advance(protocol, active, action, exits, "advanced by clinician override", action)
@@ -514,7 +515,7 @@ def _clinician(protocol: Protocol, state: ClientState, action: ClinicianAction) 
         raise Rejected(f"protocol {protocol.ref} has no stage {target!r}") from None
     if target_index >= index:
         raise Rejected(f"regress target {target!r} is not an earlier stage")
-    moved = _enter(state, target, action.occurred_at).model_copy(update={"status": "active"})
+    moved = replace(_enter(state, target, action.occurred_at), status="active")
     return Decision(
         moved,
         _evaluated(
@@ -575,7 +576,7 @@ def _exit_results(stage: Stage, state: ClientState, now: datetime) -> tuple[Crit
 
 
 def _enter(state: ClientState, stage_id: str, at: datetime) -> ClientState:
-    return state.model_copy(update={"stage_id": stage_id, "stage_entered_at": at})
+    return replace(state, stage_id=stage_id, stage_entered_at=at)
 
 
 def _texts(results: list[CriterionResult], status: str) -> str:

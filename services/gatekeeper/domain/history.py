@@ -8,14 +8,21 @@ part of the stored state: the caller supplies it when an event is late (the audi
 trail holds every applied event), either complete or from a checkpoint (`base`: the
 state as it was before some day, so the replay's cost grows with the span between
 the late event and now, not with the whole history).
+
+The state and its records are msgspec Structs, not pydantic models: a state is
+read, copied and written for every event, and Structs do that several times
+faster (issue 19). `encode_state` / `decode_state` are its stored form (JSON);
+the wire schemas stay pydantic.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+import msgspec
+from msgspec.structs import replace
+from pydantic import BaseModel
 
 from rehabgate.schemas.inbound import (
     CheckinLogged,
@@ -27,7 +34,6 @@ from rehabgate.schemas.inbound import (
 
 Status = Literal["active", "flagged", "on_hold", "completed", "discharged"]
 ProgressEvent = SessionLogged | CheckinLogged | ClinicianAction | ClientDischarged
-LoggedEvent = Annotated[ProgressEvent, Field(discriminator="event_type")]
 
 
 #: How far back criteria look (the longest trend window, twice): older records
@@ -61,11 +67,13 @@ def event_order(event: ClientEnrolled | ProgressEvent) -> tuple[datetime, str]:
     return (event.occurred_at, str(event.event_id))
 
 
-class Record(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class Record(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """An immutable domain value; its stored form omits fields at their default."""
 
 
-class SetRecord(Record):
+class SetRecord(Record, frozen=True, kw_only=True):
     """One logged set, as the criteria that check it against the prescription read it."""
 
     reps: int | None = None
@@ -73,15 +81,15 @@ class SetRecord(Record):
     rpe: float | None = None
 
 
-class ExerciseRecord(Record):
+class ExerciseRecord(Record, frozen=True, kw_only=True):
     exercise_id: str
     sets: tuple[SetRecord, ...] = ()
 
 
-class SessionRecord(Record):
+class SessionRecord(Record, frozen=True, kw_only=True):
     session_id: str
     event_id: str
-    occurred_at: AwareDatetime
+    occurred_at: datetime
     stage_id: str
     pain_during: int
     pain_after: int | None
@@ -140,19 +148,16 @@ class SessionRecord(Record):
         """The record as the state keeps it: with its shortfalls against the stage's
         prescription, and of each exercise only its last set (the only set any
         criterion reads once the shortfalls are known: reps_over_target)."""
-        return self.model_copy(
-            update={
-                "short": short,
-                "exercises": tuple(
-                    e.model_copy(update={"sets": e.sets[-1:]}) for e in self.exercises
-                ),
-            }
+        return replace(
+            self,
+            short=short,
+            exercises=tuple(replace(e, sets=e.sets[-1:]) for e in self.exercises),
         )
 
 
-class CheckinRecord(Record):
+class CheckinRecord(Record, frozen=True, kw_only=True):
     event_id: str
-    occurred_at: AwareDatetime
+    occurred_at: datetime
     morning_pain: int
     morning_stiffness: int
     swelling: bool
@@ -168,36 +173,38 @@ class CheckinRecord(Record):
         )
 
 
-class ApprovalRecord(Record):
+class ApprovalRecord(Record, frozen=True, kw_only=True):
     """A clinician's approval at a stage. `others_passed`: whether every other exit
     criterion of the stage had passed when it was given (None: not recorded)."""
 
     stage_id: str
-    occurred_at: AwareDatetime
+    occurred_at: datetime
     clinician_id: str
     others_passed: bool | None = None
     others_pending: tuple[str, ...] = ()
 
 
-class ClientState(Record):
+class ClientState(Record, frozen=True, kw_only=True):
     """Where a client stands in their protocol, and everything logged so far."""
 
     client_id: str
     clinic_id: str
     protocol: str
     stage_id: str
-    stage_entered_at: AwareDatetime
+    stage_entered_at: datetime
     status: Status = "active"
     enrolment: ClientEnrolled
-    newest: tuple[AwareDatetime, str] | None = None
+    newest: tuple[datetime, str] | None = None
     applied: int = 0
-    log: tuple[LoggedEvent, ...] = Field(default=(), exclude=True)
-    #: Where `log` starts: a checkpoint (the state as it was before a day began; every
-    #: applied event not in `log` is in it), or None: `log` starts at the enrolment.
-    base: ClientState | None = Field(default=None, exclude=True)
     sessions: tuple[SessionRecord, ...] = ()
     checkins: tuple[CheckinRecord, ...] = ()
     approvals: tuple[ApprovalRecord, ...] = ()
+    #: In memory only (never stored: encode_state leaves them out): the events since
+    #: `base`, ProgressEvents (typed Any: msgspec does not take pydantic unions) ...
+    log: tuple[Any, ...] = ()
+    #: ... and where `log` starts: a checkpoint (the state as it was before a day
+    #: began; every applied event not in `log` is in it), or None: the enrolment.
+    base: ClientState | None = None
 
     def sessions_at_stage(self) -> tuple[SessionRecord, ...]:
         """Sessions logged since entering the current stage, oldest first."""
@@ -257,16 +264,13 @@ class ClientState(Record):
         with records no criterion can look at any more dropped."""
         newest = max(self.newest, event_order(event)) if self.newest else event_order(event)
         keep_since = min(self.stage_entered_at, newest[0] - RECORD_HORIZON)
-        return self.model_copy(
-            update={
-                "log": (*self.log, event),
-                "newest": newest,
-                "applied": self.applied + 1,
-                "sessions": self._sets_trimmed(
-                    [s for s in self.sessions if s.occurred_at >= keep_since]
-                ),
-                "checkins": tuple(c for c in self.checkins if c.occurred_at >= keep_since),
-            }
+        return replace(
+            self,
+            log=(*self.log, event),
+            newest=newest,
+            applied=self.applied + 1,
+            sessions=self._sets_trimmed([s for s in self.sessions if s.occurred_at >= keep_since]),
+            checkins=tuple(c for c in self.checkins if c.occurred_at >= keep_since),
         )
 
     def _sets_trimmed(self, sessions: list[SessionRecord]) -> tuple[SessionRecord, ...]:
@@ -284,22 +288,49 @@ class ClientState(Record):
             kept.add(i)
             counted += not s.deload
         return tuple(
-            s
-            if i in kept or not s.exercises or s.short is None
-            else s.model_copy(update={"exercises": ()})
+            s if i in kept or not s.exercises or s.short is None else replace(s, exercises=())
             for i, s in enumerate(sessions)
         )
 
     def with_session(self, record: SessionRecord) -> ClientState:
         """Add a session; a re-sent session id replaces the earlier log (a correction)."""
         kept = [s for s in self.sessions if s.session_id != record.session_id]
-        return self.model_copy(
-            update={"sessions": tuple(sorted([*kept, record], key=lambda s: s.occurred_at))}
-        )
+        return replace(self, sessions=tuple(sorted([*kept, record], key=lambda s: s.occurred_at)))
 
     def with_checkin(self, record: CheckinRecord) -> ClientState:
-        return self.model_copy(
-            update={
-                "checkins": tuple(sorted([*self.checkins, record], key=lambda c: c.occurred_at))
-            }
+        return replace(
+            self, checkins=tuple(sorted([*self.checkins, record], key=lambda c: c.occurred_at))
         )
+
+
+class UnreadableState(ValueError):
+    """A stored state that does not decode as a ClientState."""
+
+
+def _to_json(value: object) -> object:
+    if isinstance(value, BaseModel):  # the enrolment: a wire event, kept as sent
+        return value.model_dump(mode="json")
+    raise NotImplementedError(f"cannot store {type(value).__name__}")
+
+
+def _from_json(kind: type, value: object) -> object:
+    if kind is ClientEnrolled:
+        return ClientEnrolled.model_validate(value)
+    raise NotImplementedError(f"cannot read {kind.__name__}")
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=_to_json)
+_DECODER = msgspec.json.Decoder(ClientState, dec_hook=_from_json)
+
+
+def encode_state(state: ClientState) -> bytes:
+    """A state's stored form: JSON, without the in-memory `log` and `base`."""
+    return _ENCODER.encode(replace(state, log=(), base=None))
+
+
+def decode_state(raw: bytes | str) -> ClientState:
+    """A stored state (also one stored by the pydantic model that came before)."""
+    try:
+        return _DECODER.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise UnreadableState(str(error)) from error
