@@ -309,7 +309,7 @@ class UnreadableState(ValueError):
 
 def _to_json(value: object) -> object:
     if isinstance(value, BaseModel):  # the enrolment: a wire event, kept as sent
-        return value.model_dump(mode="json")
+        return msgspec.Raw(value.model_dump_json())
     raise NotImplementedError(f"cannot store {type(value).__name__}")
 
 
