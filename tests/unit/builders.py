@@ -138,6 +138,7 @@ def a_state(**overrides: Any) -> ClientState:
         "protocol": ACHILLES,
         "stage_id": STAGE,
         "stage_entered_at": T0,
+        "status": "active",
         "enrolment": an_enrolment(),
     }
     return ClientState(**{**fields, **overrides})

@@ -37,6 +37,9 @@ def test_a_state_reads_back_as_written_without_its_in_memory_log() -> None:
     again = decode_state(encode_state(state))
     assert again == state
     assert b'"log"' not in encode_state(state)
+    # Where the client stands is always written out, for operators and tools.
+    assert b'"stage_id":"stage-a"' in encode_state(state)
+    assert b'"status":"active"' in encode_state(state)
 
 
 def test_a_state_stored_by_the_pydantic_model_still_reads() -> None:

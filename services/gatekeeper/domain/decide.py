@@ -87,6 +87,7 @@ def enroll(protocol: Protocol, existing: ClientState | None, event: ClientEnroll
         protocol=protocol.ref,
         stage_id=stage_id,
         stage_entered_at=min(entered, event.occurred_at),
+        status="active",
         enrolment=event,
     )
     stage = protocol.stages[protocol.stage_index(stage_id)]

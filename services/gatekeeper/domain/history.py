@@ -192,7 +192,8 @@ class ClientState(Record, frozen=True, kw_only=True):
     protocol: str
     stage_id: str
     stage_entered_at: datetime
-    status: Status = "active"
+    #: (No default, so the stored form always says it: operators and tools read it.)
+    status: Status
     enrolment: ClientEnrolled
     newest: tuple[datetime, str] | None = None
     applied: int = 0
