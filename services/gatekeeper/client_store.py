@@ -38,7 +38,7 @@ __all__ = [
 #: Checkpoints kept (see `checkpoints_kept`): one per day for this many days before
 #: the newest, then the first of each week, back this many days.
 DAILY_CHECKPOINT_DAYS = 7
-WEEKLY_CHECKPOINT_DAYS = 91
+WEEKLY_CHECKPOINT_DAYS = 42
 
 #: 'foreign': the client belongs to another clinic (checked atomically, in the step);
 #: 'reused': the event id was applied before with other content.
@@ -122,7 +122,7 @@ class RecordedHistory:
 def checkpoints_kept(days: Iterable[int], newest: int) -> set[int]:
     """Which checkpoint days to keep once `newest` has one: every day of the last
     DAILY_CHECKPOINT_DAYS, then the earliest of each week (day number // 7) back to
-    WEEKLY_CHECKPOINT_DAYS. So a client keeps about 20, whatever their history's
+    WEEKLY_CHECKPOINT_DAYS. So a client keeps about 14, whatever their history's
     length, and a late event replays at most a week more than its own span. The
     commit step (commit_step.lua) applies the same rule."""
     days = set(days)

@@ -54,7 +54,7 @@ if ARGV[10] ~= '' then
   end
 end
 if ARGV[9] ~= '' and before then
-  -- Keep the last 7 days' checkpoints, then the first of each week back 91 days
+  -- Keep the last 7 days' checkpoints, then the first of each week back 42 days
   -- (client_store.checkpoints_kept).
   local newest = tonumber(ARGV[9])
   redis.call('HSET', KEYS[7], ARGV[9], position .. ' ' .. before)
@@ -69,7 +69,7 @@ if ARGV[9] ~= '' and before then
   end
   for _, day in ipairs(days) do
     local d = tonumber(day)
-    if d < newest - 7 and (d < newest - 91 or first[math.floor(d / 7)] ~= d) then
+    if d < newest - 7 and (d < newest - 42 or first[math.floor(d / 7)] ~= d) then
       redis.call('HDEL', KEYS[7], day)
     end
   end

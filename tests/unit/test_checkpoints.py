@@ -96,20 +96,20 @@ def test_a_late_event_older_than_every_checkpoint_replays_from_the_enrolment() -
     assert transitions(on_record(store), events) == transitions(model(events), events)
 
 
-def test_a_client_keeps_about_twenty_checkpoints_whatever_their_history() -> None:
+def test_a_client_keeps_about_fourteen_checkpoints_whatever_their_history() -> None:
     store, _ = in_order(300)
     kept = sorted(store.clients[CLIENT].checkpoints)
     newest = day_number(at(days=300))  # the last morning check-in's day
     assert kept[-8:] == list(range(newest - 7, newest + 1))  # the last week, daily
-    assert all(d >= newest - 91 for d in kept)
+    assert all(d >= newest - 42 for d in kept)
     assert len({d // 7 for d in kept[:-8]}) == len(kept[:-8])  # one a week before
-    assert 18 <= len(kept) <= 22
+    assert 12 <= len(kept) <= 15
 
 
 def test_the_retention_rule_keeps_the_first_of_each_week() -> None:
     days = set(range(700, 800))
     kept = checkpoints_kept(days, 799)
     assert set(range(792, 800)) <= kept
-    assert 714 in kept
-    assert 715 not in kept
-    assert 707 not in kept  # older than 91 days
+    assert 763 in kept  # 763 = 109 * 7: the first of its week
+    assert 764 not in kept
+    assert 756 not in kept  # older than 42 days

@@ -68,9 +68,16 @@ def event_order(event: ClientEnrolled | ProgressEvent) -> tuple[datetime, str]:
 
 
 class Record(
-    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    omit_defaults=True,
+    array_like=True,
 ):
-    """An immutable domain value; its stored form omits fields at their default."""
+    """An immutable domain value. Stored as an array of its fields in order (half the
+    bytes of an object with its field names, and faster to read), trailing defaults
+    left out: so a new field goes at the end, with a default."""
 
 
 class SetRecord(Record, frozen=True, kw_only=True):
@@ -184,7 +191,9 @@ class ApprovalRecord(Record, frozen=True, kw_only=True):
     others_pending: tuple[str, ...] = ()
 
 
-class ClientState(Record, frozen=True, kw_only=True):
+class ClientState(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
     """Where a client stands in their protocol, and everything logged so far."""
 
     client_id: str
@@ -310,13 +319,15 @@ class UnreadableState(ValueError):
 
 def _to_json(value: object) -> object:
     if isinstance(value, BaseModel):  # the enrolment: a wire event, kept as sent
-        return msgspec.Raw(value.model_dump_json())
+        return value.model_dump_json()
     raise NotImplementedError(f"cannot store {type(value).__name__}")
 
 
 def _from_json(kind: type, value: object) -> object:
     if kind is ClientEnrolled:
-        return ClientEnrolled.model_validate(value)
+        if isinstance(value, str):
+            return ClientEnrolled.model_validate_json(value)
+        return ClientEnrolled.model_validate(value)  # (as the pydantic state stored it)
     raise NotImplementedError(f"cannot read {kind.__name__}")
 
 
@@ -325,13 +336,55 @@ _DECODER = msgspec.json.Decoder(ClientState, dec_hook=_from_json)
 
 
 def encode_state(state: ClientState) -> bytes:
-    """A state's stored form: JSON, without the in-memory `log` and `base`."""
+    """A state's stored form: JSON, its records as arrays, without the in-memory `log`
+    and `base`."""
     return _ENCODER.encode(replace(state, log=(), base=None))
 
 
 def decode_state(raw: bytes | str) -> ClientState:
-    """A stored state (also one stored by the pydantic model that came before)."""
+    """A stored state, also one stored before records were arrays (by the pydantic
+    model that came before)."""
     try:
         return _DECODER.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+    except msgspec.ValidationError as error:
+        try:
+            return _decode_objects(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
+            raise UnreadableState(str(error)) from error
+    except msgspec.DecodeError as error:
         raise UnreadableState(str(error)) from error
+
+
+def _decode_objects(raw: bytes | str) -> ClientState:
+    """A state whose records were stored as objects (field name -> value)."""
+    stored = msgspec.json.decode(raw)
+    if not isinstance(stored, dict):
+        raise TypeError("not an object")
+    for name, kind in (("sessions", SessionRecord), ("checkins", CheckinRecord),
+                       ("approvals", ApprovalRecord)):  # fmt: skip
+        stored[name] = [_as_array(kind, record) for record in stored.get(name, ())]
+    return msgspec.convert(stored, ClientState, dec_hook=_from_json)
+
+
+def _as_array(kind: type[Record], record: object) -> object:
+    if not isinstance(record, dict):
+        return record
+    fields = msgspec.structs.fields(kind)
+    unknown = set(record) - {f.name for f in fields}
+    if unknown:
+        raise TypeError(f"unknown fields {sorted(unknown)}")
+    nested: dict[str, type[Record]] = {"exercises": ExerciseRecord, "sets": SetRecord}
+    values: list[object] = []
+    for field in fields:
+        if field.name in record:
+            value = record[field.name]
+            if field.name in nested and isinstance(value, list):
+                value = [_as_array(nested[field.name], item) for item in value]
+            values.append(value)
+        elif field.default is not msgspec.NODEFAULT:
+            values.append(field.default)
+        elif field.default_factory is not msgspec.NODEFAULT:
+            values.append(field.default_factory())
+        else:
+            raise TypeError(f"{kind.__name__}.{field.name} is missing")
+    return values
