@@ -60,3 +60,17 @@ def test_only_the_newest_sessions_keep_their_last_sets() -> None:
     assert with_sets == list(state.sessions[-EXERCISES_KEPT:])
     assert all(len(e.sets) == 1 for s in with_sets for e in s.exercises)
     assert all(s.short == () for s in state.sessions)
+
+
+def test_a_long_run_of_short_sessions_names_the_latest_three_and_counts_the_rest() -> None:
+    events = []
+    for d in range(1, 7):
+        events += [session(d, exercises=as_prescribed("one-leg-heel-raise"),
+                           metrics={"single_leg_heel_raise_reps": 5}), morning(d + 1)]  # fmt: skip
+
+    explanation = result(run("achilles-tendinopathy@2", events)[-2], "sessions").explanation
+
+    assert explanation.count("1 of 3 sets") == 3
+    assert explanation.endswith("(and 3 earlier sessions)")
+    assert "Sat 7 Nov" in explanation  # the latest
+    assert "Tue 3 Nov" not in explanation  # the first, counted only

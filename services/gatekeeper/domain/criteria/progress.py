@@ -28,14 +28,19 @@ class _CheckedSessions(PrescriptionAware):
     def _discrepancies(self, sessions: tuple[SessionRecord, ...] | list[SessionRecord]) -> str:
         if not self.against_prescription:
             return ""
-        found = [
-            f"{day(s.occurred_at)}: " + "; ".join(shortfalls(s, self.prescribed))
+        short = [
+            (s, missed)
             for s in sessions
-            if s.completed and not s.deload and shortfalls(s, self.prescribed)
+            if s.completed and not s.deload and (missed := shortfalls(s, self.prescribed))
         ]
-        if not found:
+        if not short:
             return ""
-        return "; marked complete but short of the prescription: " + " | ".join(found)
+        # The latest few, by name; the rest counted (a physio reads this between two
+        # appointments, and it must not grow with a long stage).
+        named = [f"{day(s.occurred_at)}: " + "; ".join(missed) for s, missed in short[-3:]]
+        earlier = len(short) - len(named)
+        more = f" (and {earlier} earlier session{'s' if earlier > 1 else ''})" if earlier else ""
+        return "; marked complete but short of the prescription: " + " | ".join(named) + more
 
 
 class DaysAtStage(Kind):
