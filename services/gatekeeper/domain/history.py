@@ -17,6 +17,7 @@ the wire schemas stay pydantic.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
@@ -206,6 +207,7 @@ class ClientState(
     enrolment: ClientEnrolled
     newest: tuple[datetime, str] | None = None
     applied: int = 0
+    #: Both in time order (occurred_at), oldest first.
     sessions: tuple[SessionRecord, ...] = ()
     checkins: tuple[CheckinRecord, ...] = ()
     approvals: tuple[ApprovalRecord, ...] = ()
@@ -217,12 +219,10 @@ class ClientState(
     base: ClientState | None = None
 
     def sessions_at_stage(self) -> tuple[SessionRecord, ...]:
-        """Sessions logged since entering the current stage, oldest first."""
-        return tuple(
-            s
-            for s in self.sessions
-            if s.stage_id == self.stage_id and s.occurred_at >= self.stage_entered_at
-        )
+        """Sessions logged since entering the current stage, oldest first (`sessions`
+        is in time order, so they are a tail of it: found by bisection)."""
+        start = bisect_left(self.sessions, self.stage_entered_at, key=_occurred_at)
+        return tuple(s for s in self.sessions[start:] if s.stage_id == self.stage_id)
 
     def checkins_since(self, since: datetime) -> tuple[CheckinRecord, ...]:
         return tuple(c for c in self.checkins if c.occurred_at >= since)
@@ -274,33 +274,36 @@ class ClientState(
         with records no criterion can look at any more dropped."""
         newest = max(self.newest, event_order(event)) if self.newest else event_order(event)
         keep_since = min(self.stage_entered_at, newest[0] - RECORD_HORIZON)
+        first_session = bisect_left(self.sessions, keep_since, key=_occurred_at)
+        first_checkin = bisect_left(self.checkins, keep_since, key=_occurred_at)
         return replace(
             self,
             log=(*self.log, event),
             newest=newest,
             applied=self.applied + 1,
-            sessions=self._sets_trimmed([s for s in self.sessions if s.occurred_at >= keep_since]),
-            checkins=tuple(c for c in self.checkins if c.occurred_at >= keep_since),
+            sessions=self._sets_trimmed(list(self.sessions[first_session:])),
+            checkins=self.checkins[first_checkin:],
         )
 
     def _sets_trimmed(self, sessions: list[SessionRecord]) -> tuple[SessionRecord, ...]:
         """`sessions` with the logged sets dropped from all but the newest
         EXERCISES_KEPT non-deload sessions of the current stage (whose shortfalls
         were worked out when they were logged): the state stays small however
-        long a stage lasts."""
-        kept, counted = set(), 0
-        for i in range(len(sessions) - 1, -1, -1):
+        long a stage lasts. Sessions are in time order and those of the current
+        stage are its tail; below them, sets are dropped as far back as sessions
+        still carry them (older ones were dropped by an earlier event)."""
+        i, counted = len(sessions) - 1, 0
+        while i >= 0 and counted < EXERCISES_KEPT:
             s = sessions[i]
             if s.stage_id != self.stage_id or s.occurred_at < self.stage_entered_at:
-                continue
-            if counted == EXERCISES_KEPT:
                 break
-            kept.add(i)
             counted += not s.deload
-        return tuple(
-            s if i in kept or not s.exercises or s.short is None else replace(s, exercises=())
-            for i, s in enumerate(sessions)
-        )
+            i -= 1
+        while i >= 0 and sessions[i].exercises:
+            if sessions[i].short is not None:  # (None: stored before; its sets are read)
+                sessions[i] = replace(sessions[i], exercises=())
+            i -= 1
+        return tuple(sessions)
 
     def with_session(self, record: SessionRecord) -> ClientState:
         """Add a session; a re-sent session id replaces the earlier log (a correction)."""
@@ -311,6 +314,10 @@ class ClientState(
         return replace(
             self, checkins=tuple(sorted([*self.checkins, record], key=lambda c: c.occurred_at))
         )
+
+
+def _occurred_at(record: SessionRecord | CheckinRecord) -> datetime:
+    return record.occurred_at
 
 
 class UnreadableState(ValueError):

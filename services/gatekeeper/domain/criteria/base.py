@@ -72,8 +72,11 @@ _Logged = TypeVar("_Logged", SessionRecord, CheckinRecord)
 
 
 def until(records: tuple[_Logged, ...], at: datetime | None) -> tuple[_Logged, ...]:
-    """Records logged up to `at` (all of them when `at` is None), oldest first."""
-    return records if at is None else tuple(r for r in records if r.occurred_at <= at)
+    """Records logged up to `at` (all of them when `at` is None), oldest first. (The
+    state keeps them in time order: when the newest is not after `at`, none is.)"""
+    if at is None or not records or records[-1].occurred_at <= at:
+        return records
+    return tuple(r for r in records if r.occurred_at <= at)
 
 
 def between(records: tuple[_Logged, ...], start: datetime, end: datetime) -> tuple[_Logged, ...]:
