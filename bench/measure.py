@@ -5,25 +5,31 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
+import random
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 
 import redis
 
-from bench.workload import events
+from bench.workload import BENCH_CLINIC, Realistic, events
 from rehabgate.schemas.streams import (
     GATEKEEPER_GROUP,
     INBOUND,
     NOTIFIER_GROUP,
     client_messages_stream,
     evaluated_stream,
+    partition_of,
 )
 from rehabgate.services.common.connections import SyncRedisClient, async_client, sync_client
 from rehabgate.services.common.settings import Settings
@@ -41,15 +47,15 @@ def partitions() -> range:
     return range(Settings().partitions)
 
 
-def fill(client: SyncRedisClient, stream: str, payloads: Sequence[str]) -> list[bytes]:
-    ids: list[bytes] = []
+def fill(client: SyncRedisClient, stream: str, payloads: Iterable[str]) -> int:
+    """XADD every payload (pipelined, 1,000 at a time); the number added."""
+    added = 0
     pipe = client.pipeline(transaction=False)
     for index, payload in enumerate(payloads, start=1):
         pipe.xadd(stream, {"event": payload})
         if index % 1000 == 0:
-            ids += pipe.execute()
-    ids += pipe.execute()
-    return ids
+            added += len(pipe.execute())
+    return added + len(pipe.execute())
 
 
 async def raw_loop(url: str, n: int) -> float:
@@ -137,19 +143,69 @@ def group_state(client: SyncRedisClient, stream: str, group: str) -> dict[str, i
             "pending": int(g["pending"])}  # fmt: skip
 
 
-def wait_drained(client: SyncRedisClient, total: int, timeout: float) -> tuple[float, float]:
-    """(time the first entry was read, time all were read and acked), perf_counter."""
+def wait_drained(
+    client: SyncRedisClient, total: int, timeout: float, after: int = 0
+) -> tuple[float, float]:
+    """(time the first entry was read, time all were read and acked), perf_counter.
+    `total`: entries the group will have read in all; `after`: entries it had read
+    before (a stream preloaded and drained earlier), so the first read is a new one."""
     first = None
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         state = group_state(client, INBOUND, GATEKEEPER_GROUP)
         now = time.perf_counter()
-        if first is None and state["read"] > 0:
+        if first is None and state["read"] > after:
             first = now
         if state["read"] >= total and state["lag"] == 0 and state["pending"] == 0:
             return first or now, now
         time.sleep(0.02)
     raise TimeoutError(f"gatekeeper did not drain {total} events in {timeout}s")
+
+
+#: Services that had not started reading when a measurement began: (service, seconds).
+not_ready: list[tuple[str, float]] = []
+
+
+def wait_ready(client: SyncRedisClient, pids: dict[str, list[int]], timeout: float = 60) -> None:
+    """Until every service started by `services()` reads its stream: each gatekeeper
+    is a consumer of the inbound group, each notifier of the first partition's
+    evaluated group (a consumer appears with its first read, as `name` or as
+    `name-claimer`). One still missing after `timeout` seconds is reported on
+    stderr (and in `not_ready`) and the measurement goes on without waiting."""
+    wanted = {
+        (INBOUND, GATEKEEPER_GROUP): {f"bench-gatekeeper-{n}" for n in range(len(pids["gatekeeper"]))},
+        (evaluated_stream(0), NOTIFIER_GROUP): {f"bench-notifier-{n}" for n in range(len(pids["notifier"]))},
+    }  # fmt: skip
+    deadline = time.perf_counter() + timeout
+    missing: set[str] = set()
+    while time.perf_counter() < deadline:
+        missing = set()
+        for (stream, group), names in wanted.items():
+            try:
+                present = {
+                    c["name"].decode().removesuffix("-claimer")
+                    for c in client.xinfo_consumers(stream, group)
+                }
+            except redis.ResponseError:  # no stream or group yet
+                present = set()
+            missing |= names - present
+        if not missing:
+            return
+        time.sleep(0.05)
+    for name in sorted(missing):
+        not_ready.append((name, timeout))
+        print(f"bench: {name} did not start reading within {timeout:g} s; going on",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+
+def inbound_group(client: SyncRedisClient) -> None:
+    """The gatekeepers' group on the inbound stream, made before they start on an
+    empty server (two processes creating it at once can leave one not reading)."""
+    try:
+        client.xgroup_create(INBOUND, GATEKEEPER_GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
 
 
 def flush(client: SyncRedisClient) -> None:
@@ -160,13 +216,16 @@ def flush(client: SyncRedisClient) -> None:
 
 
 def gatekeeper_throughput(url: str, processes: int, clients: int, days: int) -> float:
-    """Full processing rate of a pre-filled inbound stream, from the first read to
-    the last ack (start-up excluded), with `processes` gatekeepers."""
+    """Full processing rate of the workload, from the first read to the last ack,
+    with `processes` gatekeepers, started (and reading) before it is XADDed (so
+    their start-up is not in it; XADD is far faster than they are)."""
     client = connect(url)
     flush(client)
     payloads = list(events(clients, days, seed=processes))
-    fill(client, INBOUND, payloads)
-    with services(url, processes, 0):
+    inbound_group(client)
+    with services(url, processes, 0) as pids:
+        wait_ready(client, pids)
+        fill(client, INBOUND, payloads)
         first, last = wait_drained(client, len(payloads), timeout=600)
     return len(payloads) / (last - first)
 
@@ -209,22 +268,38 @@ def rss_mb(pid: int) -> float:
 
 
 def latency(
-    url: str, rate: int, seconds: float, gatekeepers: int, py_spy_to: Path | None = None
+    url: str,
+    rate: int,
+    seconds: float,
+    gatekeepers: int,
+    py_spy_to: Path | None = None,
+    payloads: Iterable[str] | None = None,
+    drain_s: float = 120,
 ) -> Latency:
-    """Publish at a fixed rate (half enrolments, which each get a welcome message,
-    half sessions of enrolled clients), then match each decision and message to its
-    inbound entry. Latencies use Redis stream ids, i.e. the server's clock on both
-    ends, with millisecond resolution. `py_spy_to`: a directory; each service
-    process is sampled by py-spy while the events are published (<service>-<n>.txt,
-    collapsed stacks)."""
+    """Publish at a fixed rate, then match each decision and message to its inbound
+    entry. Latencies use Redis stream ids, i.e. the server's clock on both ends, with
+    millisecond resolution. `payloads`: the events to publish, on the server as it is
+    (e.g. clients preloaded to realistic days); by default the server is emptied and
+    the one-day workload's first events are published (enrolments of new clients,
+    each of which gets a welcome message). A late event's corrections of earlier
+    decisions are not counted (their cause was published earlier). After the last
+    publish the services get `drain_s` seconds to catch up. `py_spy_to`: a
+    directory; each service process is sampled by py-spy while the events are
+    published (<service>-<n>.txt, collapsed stacks)."""
     client = connect(url)
-    flush(client)
+    if payloads is None:
+        flush(client)
+        inbound_group(client)
+        payloads = events(clients=int(rate * seconds), days=1, seed=rate)
+    else:  # a preloaded server: only what this run decides and sends is read back
+        client.delete(*(f(p) for p in partitions() for f in (evaluated_stream,
+                                                             client_messages_stream)))  # fmt: skip
     with services(url, gatekeepers, 1) as pids:
-        time.sleep(3)  # start-up is not what is measured
+        wait_ready(client, pids)  # start-up is not what is measured
         spies = _py_spy(pids, seconds, py_spy_to) if py_spy_to is not None else []
         published: dict[str, int] = {}
         per_tick = rate / 100  # owed per 10 ms tick
-        stream = events(clients=int(rate * seconds), days=1, seed=rate)
+        stream = iter(payloads)
         start = time.perf_counter()
         sent, owed = 0, 0.0
         while time.perf_counter() - start < seconds:
@@ -242,7 +317,7 @@ def latency(
                 published[event_id] = _ms(entry_id)
             sent += len(batch)
             time.sleep(max(0.0, start + (sent / rate) - time.perf_counter()))
-        deadline = time.perf_counter() + 120
+        deadline = time.perf_counter() + drain_s
         while time.perf_counter() < deadline:
             states = [group_state(client, INBOUND, GATEKEEPER_GROUP)]
             states += [
@@ -260,7 +335,7 @@ def latency(
     for entry_id, fields in (e for p in partitions() for e in client.xrange(evaluated_stream(p))):
         decision = json.loads(fields[b"event"])
         cause = decision["cause_event_id"]
-        if cause in published:
+        if cause in published and not decision.get("corrected_after"):
             decided[decision["decision_id"]] = published[cause]
             decided_at[decision["decision_id"]] = _ms(entry_id)
             decision_ms.append(_ms(entry_id) - published[cause])
@@ -327,9 +402,6 @@ def run_async(coro: object) -> float:
 
 
 # -- the HTTPS ingest (issue 18) ------------------------------------------------------
-
-#: The clinic of the workload's events (bench/workload.py).
-BENCH_CLINIC = "clinic-bench"
 
 
 @contextmanager
@@ -487,3 +559,179 @@ async def _open_loop(base: str, key: str, payloads: list[bytes], rate: int) -> l
     await asyncio.gather(*tasks)
     await connections.close()
     return times
+
+
+# -- the realistic workload (issue 19) ------------------------------------------------
+
+
+def preload(url: str, workload: Realistic) -> tuple[int, float]:
+    """Every event of `workload` up to its `today`, applied by two gatekeepers (not
+    timed as a measurement): (entries on the inbound stream, seconds it took)."""
+    client = connect(url)
+    started = time.perf_counter()
+    inbound_group(client)
+    added = fill(client, INBOUND, workload.preload())
+    with services(url, 2, 0):
+        wait_drained(client, added, timeout=3600)
+    return added, time.perf_counter() - started
+
+
+def next_day(url: str, workload: Realistic, processes: int, read: int) -> tuple[int, float]:
+    """Every client's next day of events, applied by `processes` fresh gatekeepers,
+    started (and reading) before the day is XADDed; timed from their first read to
+    the last ack. `read`: entries on the inbound stream before. (events, events per
+    second)."""
+    client = connect(url)
+    day = workload.next_day()
+    with services(url, processes, 0) as pids:
+        wait_ready(client, pids)
+        added = fill(client, INBOUND, day)
+        first, last = wait_drained(client, read + added, timeout=1800, after=read)
+    return added, added / (last - first)
+
+
+@dataclass
+class RealisticRun:
+    """The realistic workload's throughput and latency runs, on one population."""
+
+    clients: int
+    preload_events: int
+    preload_s: float
+    day_events: dict[int, int]  # processes -> events of the day they applied
+    events_per_s: dict[int, float]  # processes -> events per second
+    latency: dict[int, Latency]
+    days_published: dict[int, int]  # rate -> days of events its run published
+    workload: Realistic
+    #: Days each client is past its starting day when the runs are over.
+    days_ahead: int = 0
+
+
+def realistic(
+    url: str, clients: int, rates: list[int], seconds: float, spare_s: float = 0
+) -> RealisticRun:
+    """Clients 1 to 84 days into the Achilles protocol (bench/workload.Realistic):
+    preloaded to their day k (two gatekeepers, not timed), then one gatekeeper times
+    every client's day k+1, two gatekeepers their day k+2, and then each latency run
+    publishes the following days at its rate (two gatekeepers and a notifier), so
+    its clients are at realistic days too. With few clients a run publishes several
+    days: `days_published`. `spare_s`: seconds at the highest rate left over in the
+    workload (`RealisticRun.workload`) for a profiled run on the same server."""
+    per_day = 1.9 * clients  # sessions, check-ins and approvals per client and day
+    spans = [*(rate * seconds for rate in rates), max(rates) * spare_s]
+    extra = 2 + sum(math.ceil(events / per_day) + 1 for events in spans)
+    workload = Realistic(clients, seed=19, extra_days=extra)
+    client = connect(url)
+    flush(client)
+    read, took = preload(url, workload)
+    preloaded = read
+    print(f"realistic: {clients} clients preloaded ({read:,} events) in {took:.0f} s", flush=True)
+    day_events, rates_of = {}, {}
+    for processes in (1, 2):
+        day_events[processes], rates_of[processes] = next_day(url, workload, processes, read)
+        read += day_events[processes]
+        print(f"realistic, {processes} gatekeeper(s): {rates_of[processes]:,.0f} events/s "
+              f"({day_events[processes]:,} events of the next day)", flush=True)  # fmt: skip
+    runs, days = {}, {}
+    for rate in rates:
+        payloads, days[rate] = workload.take(int(rate * seconds))
+        runs[rate] = latency(url, rate, seconds, gatekeepers=2, payloads=payloads, drain_s=600)
+        print(f"realistic latency at {rate}/s ({days[rate]} days of events): "
+              f"{runs[rate].summary()}", flush=True)  # fmt: skip
+    return RealisticRun(clients, preloaded, took, day_events, rates_of, runs, days, workload,
+                        days_ahead=2 + sum(days.values()))  # fmt: skip
+
+
+@dataclass
+class DayCost:
+    """Clients all at one day of the protocol: the gatekeeper's cost per event on
+    their next day, and what they take in Redis."""
+
+    day: int
+    clients: int
+    events: int
+    us_per_event: float
+    redis_bytes_per_client: float
+    workload: Realistic
+
+
+def cost_at_day(url: str, clients: int, day: int) -> DayCost:
+    """`clients` clients at protocol day `day`, preloaded (two gatekeepers), then one
+    gatekeeper times their next day of events: its sessions, check-ins and approvals
+    in order, without late arrivals (their cost is measured on its own:
+    `late_events`). Redis memory per client is read after the preload: used_memory
+    over the empty server's, less the inbound stream (the benchmark's input); the
+    decisions on the evaluated stream are counted, as in `storage`."""
+    workload = Realistic(clients, seed=day, at_day=day, extra_days=1, late=0.0)
+    client = connect(url)
+    flush(client)
+    before = used_memory(client)
+    read, _ = preload(url, workload)
+    stored = used_memory(client) - before - inbound_bytes(client)
+    events, rate = next_day(url, workload, 1, read)
+    return DayCost(day, clients, events, 1e6 / rate, stored / clients, workload)
+
+
+def inbound_bytes(client: SyncRedisClient) -> int:
+    return int(client.memory_usage(INBOUND, samples=0) or 0)
+
+
+def late_events(url: str, workload: Realistic, samples: int, ages: Sequence[int] = (1, 7)
+                ) -> dict[int, list[int]]:  # fmt: skip
+    """The cost of a late arrival, end to end: with one gatekeeper running (and idle),
+    for `samples` clients per age, one session dated `age` days before the client's
+    newest events (15:00 that day) is XADDed, and the time from its XADD to its own
+    decision on the evaluated stream is taken from the two entries' Redis ids (server
+    clock, millisecond resolution); one event at a time, each for another client.
+    The workload's clients must have had their next day applied (`cost_at_day`),
+    so their newest events are on `today` + 1, and be at least `max(ages)` days
+    into the protocol. The first late event, for one more client, is not counted
+    (a new process's first event). Milliseconds per age."""
+    client = connect(url)
+    ids = list(workload.days)
+    newest = workload.today + timedelta(days=1)
+    rng = random.Random(7)
+    out: dict[int, list[int]] = {age: [] for age in ages}
+    with services(url, 1, 0) as pids:
+        wait_ready(client, pids)
+        for n, client_id in enumerate(ids[: samples * len(ages) + 1], start=-1):
+            age = ages[n % len(ages)]
+            at = datetime.combine(newest - timedelta(days=age), dtime(15), UTC)
+            event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            payload = json.dumps({"clinic_id": BENCH_CLINIC, "client_id": client_id,
+                                  "event_id": event_id, "event_type": "session.logged",
+                                  "occurred_at": at.isoformat(), "session_id": f"late-{n}",
+                                  "pain_during": 2, "completed": True,
+                                  "metrics": {"single_leg_heel_raise_reps": 20}})  # fmt: skip
+            stream = evaluated_stream(partition_of(client_id, Settings().partitions))
+            last = client.xrevrange(stream, count=1)
+            since = last[0][0] if last else b"0-0"
+            sent = _ms(client.xadd(INBOUND, {"event": payload}))
+            took = _decided(client, stream, since, event_id) - sent
+            if n >= 0:
+                out[age].append(took)
+    return out
+
+
+def _decided(
+    client: SyncRedisClient, stream: str, since: bytes, cause: str, timeout: float = 120
+) -> int:
+    """The Redis time (ms) of the decision caused by event `cause` on `stream`,
+    read after entry `since` (blocking reads until it appears)."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        for _, entries in client.xread({stream: since}, block=1000) or []:
+            for entry_id, fields in entries:
+                since = entry_id
+                decision = json.loads(fields[b"event"])
+                if decision["cause_event_id"] == cause and not decision.get("corrected_after"):
+                    return _ms(entry_id)
+    raise TimeoutError(f"bench: no decision for late event {cause} within {timeout}s")
+
+
+def percentiles(values: Sequence[int | float]) -> dict[str, float]:
+    ordered = sorted(values)
+    if not ordered:
+        return {"n": 0}
+    return {"n": len(ordered), "p50": float(ordered[len(ordered) // 2]),
+            "p99": float(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]),
+            "max": float(ordered[-1])}  # fmt: skip

@@ -164,15 +164,26 @@ def collapsed_top(raw: str, top: int = TOP) -> list[str]:
     return lines
 
 
-def profile_latency(url: str, rate: int, seconds: float, gatekeepers: int) -> Path:
+def profile_latency(
+    url: str,
+    rate: int,
+    seconds: float,
+    gatekeepers: int,
+    payloads: list[str] | None = None,
+    workload: str = "one-day workload",
+) -> Path:
     """A latency run at `rate` with every service process sampled by py-spy: where a
     message's time goes (gatekeeper, then notifier, from the summary's split) and
-    what each process spends its time on. Writes LATENCY_OUT; returns its path."""
+    what each process spends its time on. `payloads`: the events to publish on the
+    server as it is (measure.latency), named by `workload`. Writes LATENCY_OUT;
+    returns its path."""
     with tempfile.TemporaryDirectory() as spied:
-        run = measure.latency(url, rate, seconds, gatekeepers, py_spy_to=Path(spied))
+        run = measure.latency(url, rate, seconds, gatekeepers, py_spy_to=Path(spied),
+                              payloads=payloads, drain_s=600)  # fmt: skip
         summary = run.summary()
         lines = [
-            "End-to-end latency under py-spy (bench/profile.py; py-spy 200 Hz, nonblocking)",
+            f"End-to-end latency under py-spy (bench/profile.py; py-spy 200 Hz, nonblocking), "
+            f"{workload}",
             f"{rate} events/s for {seconds:g} s, {gatekeepers} gatekeepers, 1 notifier: "
             f"message p50 {summary['message_p50_ms']} ms, p99 {summary['message_p99_ms']} ms "
             f"= decision p99 {summary['decision_p99_ms']} ms (publish -> evaluated) + "
