@@ -25,6 +25,7 @@ from rehabgate.services.gatekeeper.client_store import (
     StepFailed,
     checkpoints_kept,
     history_of,
+    unpack_checkpoint,
 )
 from rehabgate.services.gatekeeper.domain.history import (
     ClientState,
@@ -72,6 +73,7 @@ class InMemoryClientStore:
             out[client_id] = Snapshot(
                 keys=self.keys(client_id),
                 state=c.state,
+                stored=encode_state(c.state) if c.state is not None else None,
                 version=c.version,
                 audit_head=c.head,
                 processed={e for e in event_ids if e in c.digests},
@@ -92,17 +94,17 @@ class InMemoryClientStore:
         if c.version != commit.expected_version or c.head != commit.previous_hash:
             return "conflict"
         # stored as the adapter stores it: JSON, without the in-memory event log
-        before = encode_state(c.state) if c.state is not None else None
-        state = decode_state(encode_state(commit.state))
+        state = decode_state(commit.state)
         c.state, c.version, c.head = state, c.version + 1, commit.audit_hash
         c.digests[commit.event_id] = commit.digest
         c.owner = c.owner or commit.clinic_id
         c.entries.append(json.loads(commit.audit_entry))
         if commit.stale_after is not None:
             c.checkpoints = {d: v for d, v in c.checkpoints.items() if d <= commit.stale_after}
-        if commit.checkpoint is not None and before is not None:
-            c.checkpoints[commit.checkpoint] = (len(c.entries) - 1, before)
-            kept = checkpoints_kept(c.checkpoints, commit.checkpoint)
+        if commit.checkpoint is not None:
+            day, packed = commit.checkpoint
+            c.checkpoints[day] = (len(c.entries) - 1, packed)
+            kept = checkpoints_kept(c.checkpoints, day)
             c.checkpoints = {d: v for d, v in c.checkpoints.items() if d in kept}
         self.evaluated += [ProgressionEvaluated.model_validate_json(d) for d in commit.decisions]
         return "applied"
@@ -115,7 +117,7 @@ class InMemoryClientStore:
         position, base = 0, None
         if usable:
             position, state = c.checkpoints[max(usable)]
-            base = decode_state(state)
+            base = unpack_checkpoint(state)
         c.history_reads += 1
         c.entries_read += len(c.entries) - position
         history = history_of(c.entries[position:])

@@ -8,6 +8,7 @@ in audit/chain.py, shared by the writer and the verifier.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +20,7 @@ from rehabgate.schemas.streams import INBOUND
 from rehabgate.services.common.keys import ClientKeys
 
 from .audit.chain import GENESIS, chain
-from .domain.history import ClientState, ProgressEvent
+from .domain.history import ClientState, ProgressEvent, decode_state
 
 __all__ = [
     "GENESIS",
@@ -33,6 +34,8 @@ __all__ = [
     "chain",
     "checkpoints_kept",
     "history_of",
+    "pack_checkpoint",
+    "unpack_checkpoint",
 ]
 
 #: Checkpoints kept (see `checkpoints_kept`): one per day for this many days before
@@ -60,6 +63,9 @@ class Snapshot:
     owner: str | None = None
     #: Why the stored state cannot be read (its events are dead-lettered), or None.
     unreadable: str | None = None
+    #: The state's stored form (domain.history.encode_state) as read, then as this
+    #: batch last committed it: a new day's checkpoint is a copy of it.
+    stored: bytes | None = None
     #: The decisions on record by cause event id, where known (loaded with the
     #: full log for a late event, and kept for this batch's own decisions).
     recorded: dict[str, ProgressionEvaluated] = field(default_factory=dict)
@@ -74,7 +80,8 @@ class Commit:
     expected_version: int
     #: The chain head the entry links to: the step is refused if it moved meanwhile.
     previous_hash: str
-    state: ClientState
+    #: The client's state after the event, in its stored form (encode_state).
+    state: bytes
     #: The entry's JSON (stored compressed: audit/codec.py).
     audit_entry: str
     audit_hash: str
@@ -87,10 +94,11 @@ class Commit:
     digest: str
     #: Extra field/value pairs of the decision's stream entry (its trace context).
     decision_fields: tuple[str, ...] = ()
-    #: The day number this event opens (ClientState.opens_day): the state before it
-    #: is kept as that day's checkpoint, with the position of this event's audit
-    #: entry (every event of that day or later is at or after it).
-    checkpoint: int | None = None
+    #: The day number this event opens (ClientState.opens_day) and the state before
+    #: it, compressed (`pack_checkpoint`): kept as that day's checkpoint, with the
+    #: position of this event's audit entry (every event of that day or later is at
+    #: or after it).
+    checkpoint: tuple[int, bytes] | None = None
     #: A late event's day number: checkpoints of later days no longer hold (they
     #: lack this event) and are dropped.
     stale_after: int | None = None
@@ -117,6 +125,17 @@ class RecordedHistory:
     events: tuple[ProgressEvent, ...]
     decisions: Mapping[str, ProgressionEvaluated]
     base: ClientState | None = None
+
+
+def pack_checkpoint(stored_state: bytes) -> bytes:
+    """A checkpoint's stored form: the state's, deflated (a client keeps about 14,
+    and a state's JSON shrinks about 4.5 times; zlib's fastest level)."""
+    return zlib.compress(stored_state, 1)
+
+
+def unpack_checkpoint(packed: bytes) -> ClientState:
+    """A checkpoint's state (also one kept as plain JSON, before they were deflated)."""
+    return decode_state(packed if packed[:1] == b"{" else zlib.decompress(packed))
 
 
 def checkpoints_kept(days: Iterable[int], newest: int) -> set[int]:

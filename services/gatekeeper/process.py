@@ -35,9 +35,17 @@ from rehabgate.schemas.inbound import (
 )
 from rehabgate.schemas.streams import EVENT_FIELD
 
-from .client_store import ClientStore, Commit, DeadLetter, Snapshot, StepFailed, chain
+from .client_store import (
+    ClientStore,
+    Commit,
+    DeadLetter,
+    Snapshot,
+    StepFailed,
+    chain,
+    pack_checkpoint,
+)
 from .domain import Decision, Protocol, Rejected, decide, enroll
-from .domain.history import day_number
+from .domain.history import day_number, encode_state
 from .intake import Limits, content_digest, event_ids, read_entry, refused
 from .tenancy import (
     SHARED,
@@ -257,6 +265,7 @@ async def _round(
         commits.append((entry, event, commit, outcome))
         # Later events of this client in the same batch build on this one.
         snap.state = decision.state
+        snap.stored = commit.state
         snap.version += 1
         snap.audit_head = commit.audit_hash
         snap.processed.add(event_id)
@@ -342,25 +351,30 @@ def _commit_for(
     if corrections:  # (absent otherwise: entries without any read as before)
         parts["corrections"] = "[" + ",".join(corrections) + "]"
     entry_json, entry_hash = chain(snap.audit_head, parts)
+    stored = encode_state(decision.state)
     return Commit(
         keys=snap.keys,
         event_id=event_id,
         expected_version=snap.version,
         previous_hash=snap.audit_head,
-        state=decision.state,
+        state=stored,
         audit_entry=entry_json,
         audit_hash=entry_hash,
         decisions=(decision_json, *corrections) if decision_json else tuple(corrections),
         digest=digest,
         clinic_id=event.clinic_id,
         decision_fields=tuple(item for pair in trace.items() for item in pair),
-        checkpoint=(
-            snap.state.opens_day(event)
-            if snap.state is not None and not late and not isinstance(event, _UNLOGGED)
-            else None
-        ),
+        checkpoint=_checkpoint(snap, event, late),
         stale_after=day_number(event.occurred_at) if late else None,
     )
+
+
+def _checkpoint(snap: Snapshot, event: InboundEvent, late: bool) -> tuple[int, bytes] | None:
+    """(day, the state before `event`) when `event` opens a day; else None."""
+    if snap.state is None or snap.stored is None or late or isinstance(event, _UNLOGGED):
+        return None
+    day = snap.state.opens_day(event)
+    return None if day is None else (day, pack_checkpoint(snap.stored))
 
 
 #: Events that are not in a client's log (so open no day).

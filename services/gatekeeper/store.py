@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
@@ -41,13 +42,13 @@ from .client_store import (
     StepFailed,
     chain,
     history_of,
+    unpack_checkpoint,
 )
 from .domain.history import (
     ProgressEvent,
     UnreadableState,
     day_number,
     decode_state,
-    encode_state,
 )
 
 __all__ = [
@@ -127,6 +128,7 @@ class RedisClientStore:
                     except UnreadableState:
                         unreadable = "the client's stored state cannot be read"
                 snapshots[keys.client_id] = Snapshot(
+                    stored=raw_state if state is not None else None,
                     keys=keys,
                     state=state,
                     version=int(version or 0),
@@ -159,12 +161,13 @@ class RedisClientStore:
                     c.event_id,
                     c.expected_version,
                     c.previous_hash,
-                    encode_state(c.state),
+                    c.state,
                     encode_entry(c.audit_entry),
                     c.audit_hash,
                     c.clinic_id,
                     c.digest,
-                    "" if c.checkpoint is None else c.checkpoint,
+                    "" if c.checkpoint is None else c.checkpoint[0],
+                    b"" if c.checkpoint is None else c.checkpoint[1],
                     "" if c.stale_after is None else c.stale_after,
                     len(c.decisions),
                     *c.decisions,
@@ -259,8 +262,8 @@ class RedisClientStore:
                 raw = cast(bytes | None, await self.redis.hget(keys.checkpoints, str(max(usable))))
                 if raw is not None:  # (None: dropped meanwhile; read it all)
                     at, _, state = raw.partition(b" ")
-                    with suppress(UnreadableState):  # (unreadable: read it all instead)
-                        base, position = decode_state(state), at
+                    with suppress(UnreadableState, zlib.error):  # (else: read it all)
+                        base, position = unpack_checkpoint(state), at
         entries = cast(
             list[tuple[bytes, dict[bytes, bytes]]],
             await self.redis.xrange(keys.audit, min=position),

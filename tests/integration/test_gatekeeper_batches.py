@@ -12,6 +12,7 @@ import redis.asyncio as aredis
 from rehabgate.schemas.outbound import ProgressionEvaluated
 from rehabgate.schemas.streams import INBOUND_DEAD_LETTER, evaluated_stream
 from rehabgate.services.gatekeeper.audit.codec import decode_entry
+from rehabgate.services.gatekeeper.domain.history import encode_state
 from rehabgate.services.gatekeeper.process import Entry, process_batch
 from rehabgate.services.gatekeeper.protocol_files import load_protocols
 from rehabgate.services.gatekeeper.store import GENESIS, Commit, RedisClientStore
@@ -121,8 +122,8 @@ async def test_stale_commit_is_refused_whole(async_redis: aredis.Redis) -> None:
     await async_redis.hincrby(store.keys(client).state, "version", 1)  # another writer
     assert snapshot.state is not None
     stale = Commit(
-        store.keys(client), "e-new", snapshot.version, snapshot.audit_head, snapshot.state,
-        "{}", "h", (), "clinic-a", "digest",
+        store.keys(client), "e-new", snapshot.version, snapshot.audit_head,
+        encode_state(snapshot.state), "{}", "h", (), "clinic-a", "digest",
     )  # fmt: skip
     result = await store.commit([stale])
 
@@ -142,8 +143,9 @@ async def test_a_step_built_on_a_refused_step_is_refused_too(async_redis: aredis
     assert snap.state is not None
     await async_redis.hincrby(store.keys(client).state, "version", 1)  # another writer
     keys, v, head = store.keys(client), snap.version, snap.audit_head
-    first = Commit(keys, "e-1", v, head, snap.state, "{}", "h1", (), "clinic-a", "d1")
-    second = Commit(keys, "e-2", v + 1, "h1", snap.state, "{}", "h2", (), "clinic-a", "d2")
+    stored = encode_state(snap.state)
+    first = Commit(keys, "e-1", v, head, stored, "{}", "h1", (), "clinic-a", "d1")
+    second = Commit(keys, "e-2", v + 1, "h1", stored, "{}", "h2", (), "clinic-a", "d2")
 
     assert await store.commit([first, second]) == ["conflict", "conflict"]
     assert await async_redis.xlen(store.keys(client).audit) == 1

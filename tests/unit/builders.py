@@ -102,7 +102,6 @@ OTHER_STAGE = "stage-b"
 def a_session_record(**overrides: Any) -> SessionRecord:
     fields = {
         "session_id": f"s-{uuid4().hex[:12]}",
-        "event_id": str(uuid4()),
         "occurred_at": at(hours=18),
         "stage_id": STAGE,
         "pain_during": 3,
@@ -116,7 +115,6 @@ def a_session_record(**overrides: Any) -> SessionRecord:
 
 def a_checkin_record(**overrides: Any) -> CheckinRecord:
     fields = {
-        "event_id": str(uuid4()),
         "occurred_at": at(days=1, hours=7),
         "morning_pain": 2,
         "morning_stiffness": 2,

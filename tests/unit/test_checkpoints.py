@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from rehabgate.services.gatekeeper.client_store import checkpoints_kept
-from rehabgate.services.gatekeeper.domain.history import day_number
+from rehabgate.services.gatekeeper.client_store import (
+    checkpoints_kept,
+    pack_checkpoint,
+    unpack_checkpoint,
+)
+from rehabgate.services.gatekeeper.domain.history import day_number, decode_state, encode_state
 from tests.fake_client_store import InMemoryClientStore
 from tests.unit.builders import CLIENT, at
 from tests.unit.test_event_time import (
@@ -113,3 +117,16 @@ def test_the_retention_rule_keeps_the_first_of_each_week() -> None:
     assert 763 in kept  # 763 = 109 * 7: the first of its week
     assert 764 not in kept
     assert 756 not in kept  # older than 42 days
+
+
+def test_a_checkpoint_is_kept_deflated_and_a_plain_one_still_reads() -> None:
+    store, _ = in_order(30)
+    state = store.clients[CLIENT].state
+    assert state is not None
+    stored = encode_state(state)
+
+    packed = pack_checkpoint(stored)
+
+    assert len(packed) * 3 < len(stored)
+    assert unpack_checkpoint(packed) == decode_state(stored)
+    assert unpack_checkpoint(stored) == decode_state(stored)  # as kept before deflating

@@ -96,7 +96,6 @@ class ExerciseRecord(Record, frozen=True, kw_only=True):
 
 class SessionRecord(Record, frozen=True, kw_only=True):
     session_id: str
-    event_id: str
     occurred_at: datetime
     stage_id: str
     pain_during: int
@@ -129,7 +128,6 @@ class SessionRecord(Record, frozen=True, kw_only=True):
         last_rpes = [e.sets[-1].rpe for e in event.exercises if e.sets and e.sets[-1].rpe]
         return cls(
             session_id=event.session_id,
-            event_id=str(event.event_id),
             occurred_at=event.occurred_at,
             stage_id=stage_id,
             pain_during=event.pain_during,
@@ -164,7 +162,6 @@ class SessionRecord(Record, frozen=True, kw_only=True):
 
 
 class CheckinRecord(Record, frozen=True, kw_only=True):
-    event_id: str
     occurred_at: datetime
     morning_pain: int
     morning_stiffness: int
@@ -173,7 +170,6 @@ class CheckinRecord(Record, frozen=True, kw_only=True):
     @classmethod
     def of(cls, event: CheckinLogged) -> CheckinRecord:
         return cls(
-            event_id=str(event.event_id),
             occurred_at=event.occurred_at,
             morning_pain=event.morning_pain,
             morning_stiffness=event.morning_stiffness,
@@ -373,11 +369,16 @@ def _decode_objects(raw: bytes | str) -> ClientState:
     return msgspec.convert(stored, ClientState, dec_hook=_from_json)
 
 
+#: Fields records once had, read past in states stored then: a record's event id
+#: (nothing read it; the log and the audit trail have the events).
+_NO_LONGER_KEPT = {"event_id"}
+
+
 def _as_array(kind: type[Record], record: object) -> object:
     if not isinstance(record, dict):
         return record
     fields = msgspec.structs.fields(kind)
-    unknown = set(record) - {f.name for f in fields}
+    unknown = set(record) - {f.name for f in fields} - _NO_LONGER_KEPT
     if unknown:
         raise TypeError(f"unknown fields {sorted(unknown)}")
     nested: dict[str, type[Record]] = {"exercises": ExerciseRecord, "sets": SetRecord}
