@@ -87,6 +87,7 @@ ROWS = (
     "late_event_7d_ms_p50",
     "late_event_7d_ms_p99",
     "redis_bytes_per_client_day84",
+    "evaluated_bytes_per_client_day84",
     "gatekeeper_events_per_s",
     "gatekeeper_ratio",
     "gatekeeper_events_per_s_2_processes",
@@ -184,6 +185,7 @@ def main() -> int:
            for q in ("p50", "p99")},
         "late_events": {f"{age}d": ms for age, ms in late_ms.items()},
         "redis_bytes_per_client_day84": round(costs[84].redis_bytes_per_client),
+        "evaluated_bytes_per_client_day84": round(costs[84].evaluated_bytes_per_client),
         "realistic": {
             "clients": real.clients, "days": f"1..{workload.MAX_DAY}",
             "protocol": workload.REALISTIC_PROTOCOL, "preload_events": real.preload_events,

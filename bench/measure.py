@@ -650,7 +650,12 @@ class DayCost:
     clients: int
     events: int
     us_per_event: float
+    #: The client's own keys: state, checkpoints, audit trail, markers, owner.
     redis_bytes_per_client: float
+    #: Its decisions on the evaluated stream: every one of the preload's is still
+    #: there (a work stream keeps REHABGATE_RETENTION_S, 7 days, of entries, and the
+    #: preload is minutes old); in service it holds about the last 7 days' only.
+    evaluated_bytes_per_client: float
     workload: Realistic
 
 
@@ -658,21 +663,20 @@ def cost_at_day(url: str, clients: int, day: int) -> DayCost:
     """`clients` clients at protocol day `day`, preloaded (two gatekeepers), then one
     gatekeeper times their next day of events: its sessions, check-ins and approvals
     in order, without late arrivals (their cost is measured on its own:
-    `late_events`). Redis memory per client is read after the preload: used_memory
-    over the empty server's, less the inbound stream (the benchmark's input); the
-    decisions on the evaluated stream are counted, as in `storage`."""
+    `late_events`). Redis memory per client is read after the preload, by MEMORY
+    USAGE of every client key, and of the evaluated streams apart."""
     workload = Realistic(clients, seed=day, at_day=day, extra_days=1, late=0.0)
     client = connect(url)
     flush(client)
-    before = used_memory(client)
     read, _ = preload(url, workload)
-    stored = used_memory(client) - before - inbound_bytes(client)
+    own = sum(_bytes(client, key) for key in client.scan_iter(match="*:client:*", count=1000))
+    evaluated = sum(_bytes(client, evaluated_stream(p)) for p in partitions())
     events, rate = next_day(url, workload, 1, read)
-    return DayCost(day, clients, events, 1e6 / rate, stored / clients, workload)
+    return DayCost(day, clients, events, 1e6 / rate, own / clients, evaluated / clients, workload)
 
 
-def inbound_bytes(client: SyncRedisClient) -> int:
-    return int(client.memory_usage(INBOUND, samples=0) or 0)
+def _bytes(client: SyncRedisClient, key: bytes | str) -> int:
+    return int(client.memory_usage(key, samples=0) or 0)
 
 
 def late_events(url: str, workload: Realistic, samples: int, ages: Sequence[int] = (1, 7)
